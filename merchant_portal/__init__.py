@@ -1,0 +1,63 @@
+"""The merchant portal: a Flask app factory and one blueprint per surface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g
+
+from pos.runtime import Runtime, connect_runtime
+from pos.settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    test_config: dict[str, Any] | None = None,
+) -> Flask:
+    """Build the app. No migrations here (`cryptocity db upgrade` does them)."""
+    if runtime is None:
+        runtime = connect_runtime(settings or Settings.from_env())
+    settings = runtime.settings
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.is_demo,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=not settings.is_demo,
+        PERMANENT_SESSION_LIFETIME=12 * 3600,  # one long shift at the counter
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["cryptocity"] = runtime
+
+    from merchant_portal import (
+        auth,
+        checkout,
+        errors,
+        health,
+        merchant,
+        operator,
+        security,
+        terminal,
+    )
+    from merchant_portal.extensions import csrf, login_manager
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    for blueprint in (health.bp, auth.bp, terminal.bp, merchant.bp, operator.bp, checkout.bp):
+        app.register_blueprint(blueprint)
+
+    @app.teardown_appcontext
+    def _close_db(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    return app

@@ -1,0 +1,209 @@
+"""Merchants, users and the audit log (services: take a Session, never commit)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pos.db import utcnow
+from pos.errors import NotFoundError, ValidationError
+from pos.methods import bitcoin, kzte
+from pos.models import ALLOWED_CONFIRMATIONS, AuditLog, Merchant, MerchantStatus, Role, User
+from pos.passwords import MIN_PASSWORD_LENGTH, burn_time, hash_password, verify_password
+from pos.settings import Settings
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")
+
+
+def audit(
+    session: Session,
+    action: str,
+    *,
+    actor_user_id: int | None = None,
+    merchant_id: int | None = None,
+    ip: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditLog:
+    row = AuditLog(
+        action=action,
+        actor_user_id=actor_user_id,
+        merchant_id=merchant_id,
+        ip=ip,
+        detail=dict(detail or {}),
+        at=utcnow(),
+    )
+    session.add(row)
+    return row
+
+
+def create_merchant(
+    session: Session,
+    settings: Settings,
+    name: str,
+    *,
+    btc_xpub: str | None = None,
+    solana_wallet: str | None = None,
+    status: MerchantStatus = MerchantStatus.ACTIVE,
+    actor_user_id: int | None = None,
+) -> Merchant:
+    """Register a merchant; keys are validated before anything is stored."""
+    name = name.strip()
+    if not 2 <= len(name) <= 120:
+        raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
+    merchant = Merchant(name=name, status=status)
+    if btc_xpub:
+        merchant.btc_xpub = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network).text
+    if solana_wallet:
+        merchant.solana_wallet = kzte.parse_wallet(solana_wallet)
+    session.add(merchant)
+    session.flush()
+    audit(
+        session,
+        "merchant.created",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={"name": name, "status": status.value},
+    )
+    return merchant
+
+
+def set_policies(
+    session: Session,
+    merchant: Merchant,
+    *,
+    confirmations_required: int | None = None,
+    expiry_minutes: int | None = None,
+    tolerance_bp: int | None = None,
+    zero_conf_limit_tiyn: int | None = None,
+    actor_user_id: int | None = None,
+) -> None:
+    """Change a merchant's payment policies, each checked, with one audit row."""
+    changes: dict[str, int] = {}
+    if confirmations_required is not None:
+        if confirmations_required not in ALLOWED_CONFIRMATIONS:
+            raise ValidationError(
+                "confirmations must be 0, 1, 2 or 6", field="confirmations_required"
+            )
+        changes["confirmations_required"] = confirmations_required
+    if expiry_minutes is not None:
+        if not 1 <= expiry_minutes <= 1440:
+            raise ValidationError("expiry must be 1 to 1440 minutes", field="expiry_minutes")
+        changes["expiry_minutes"] = expiry_minutes
+    if tolerance_bp is not None:
+        if not 0 <= tolerance_bp <= 1000:
+            raise ValidationError("tolerance must be 0 to 10 %", field="tolerance_bp")
+        changes["tolerance_bp"] = tolerance_bp
+    if zero_conf_limit_tiyn is not None:
+        if zero_conf_limit_tiyn < 0:
+            raise ValidationError(
+                "the 0-conf limit cannot be negative", field="zero_conf_limit_tiyn"
+            )
+        changes["zero_conf_limit_tiyn"] = zero_conf_limit_tiyn
+    for key, value in changes.items():
+        setattr(merchant, key, value)
+    if changes:
+        audit(
+            session,
+            "merchant.policies_changed",
+            actor_user_id=actor_user_id,
+            merchant_id=merchant.id,
+            detail=changes,
+        )
+
+
+def set_merchant_status(
+    session: Session,
+    merchant: Merchant,
+    status: MerchantStatus,
+    actor_user_id: int | None,
+    reason: str = "",
+) -> None:
+    previous = merchant.status
+    merchant.status = status
+    audit(
+        session,
+        f"merchant.{status.value}",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={"from": previous.value, "reason": reason},
+    )
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise ValidationError("enter a valid e-mail address", field="email")
+    return email
+
+
+def create_user(
+    session: Session,
+    email: str,
+    password: str,
+    role: Role,
+    merchant_id: int | None = None,
+    display_name: str = "",
+    actor_user_id: int | None = None,
+) -> User:
+    email = normalize_email(email)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(
+            f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if role is Role.OPERATOR and merchant_id is not None:
+        raise ValidationError("operators belong to the zone, not to a merchant", field="merchant")
+    if role is not Role.OPERATOR:
+        if merchant_id is None:
+            raise ValidationError(f"a {role} belongs to a merchant", field="merchant")
+        if session.get(Merchant, merchant_id) is None:
+            raise NotFoundError("no such merchant")
+    if session.scalar(select(func.count()).where(User.email == email)):
+        raise ValidationError("a user with this e-mail already exists", field="email")
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=role,
+        merchant_id=merchant_id,
+        display_name=display_name.strip(),
+        active=True,
+    )
+    session.add(user)
+    session.flush()
+    audit(
+        session,
+        "user.created",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant_id,
+        detail={"user_id": user.id, "role": role.value},
+    )
+    return user
+
+
+def authenticate(
+    session: Session, email: str, password: str, now: datetime | None = None
+) -> User | None:
+    """The user if the e-mail and password match an active account, else None."""
+    try:
+        email = normalize_email(email)
+    except ValidationError:
+        burn_time(password)
+        return None
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        burn_time(password)
+        return None
+    if not verify_password(user.password_hash, password) or not user.active:
+        return None
+    merchant = user.merchant
+    if (
+        merchant is not None
+        and merchant.status is MerchantStatus.SUSPENDED
+        and (user.role is Role.CASHIER)
+    ):
+        return None  # a suspended merchant's tills are closed; the owner may still sign in
+    user.last_login_at = now or utcnow()
+    return user

@@ -1,0 +1,288 @@
+"""Redis: live invoice state, the event stream, the watch index, leases, the rate cache.
+
+Redis coordinates; the database records. Everything here can be rebuilt from the database
+(`pos.invoices.rebuild_live_state`), so a flush or restart of Redis loses nothing.
+
+Keys (prefix `cc:`; per-invoice keys carry a `{hash tag}` so a cluster keeps them together):
+  cc:inv:{<id>}      hash  live snapshot: status, version, paid, due, flags, … and `streamed`,
+                           the highest event version already appended to the stream
+  cc:events          stream of invoice events (consumer groups: ledger, webhooks, live pages)
+  cc:watch:btc       hash  address   -> invoice id
+  cc:watch:kzte      hash  reference -> invoice id
+  cc:epoch           set by a rebuild; its absence tells the worker that Redis was flushed
+  cc:lease:<name>    the holder of a single-leader job; cc:fence:<name> its fencing counter
+  cc:rate:<pair>     the last rate quote (JSON)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from pos.errors import CoordinationUnavailableError
+from pos.rates import RateQuote
+
+log = logging.getLogger(__name__)
+
+EVENT_STREAM = "cc:events"
+EPOCH_KEY = "cc:epoch"
+STREAM_MAXLEN = 1_000_000  # approximate; consumers replay older events from the database
+TERMINAL_TTL_SECONDS = 7 * 86_400  # live state of closed invoices is kept a week for pages
+
+
+def invoice_key(invoice_id: str) -> str:
+    return f"cc:inv:{{{invoice_id}}}"
+
+
+def watch_key(method: str) -> str:
+    return f"cc:watch:{method}"
+
+
+# Atomically: move the live snapshot forward (never back) and append the event to the stream
+# exactly once per (invoice, version). KEYS: invoice hash, stream.
+# ARGV: event version, snapshot version, ttl seconds (0 = keep), maxlen, n event fields*2, …
+_APPLY_EVENT_LUA = """
+local ev_version = tonumber(ARGV[1])
+local snap_version = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local maxlen = ARGV[4]
+local n_event = tonumber(ARGV[5])
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local streamed = tonumber(redis.call('HGET', KEYS[1], 'streamed') or '0')
+local result = 0
+if snap_version > current then
+  local i = 6 + n_event * 2
+  while i <= #ARGV do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  redis.call('HSET', KEYS[1], 'version', snap_version)
+  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+  result = result + 1
+end
+if ev_version > streamed then
+  local fields = {}
+  for j = 6, 5 + n_event * 2 do fields[#fields + 1] = ARGV[j] end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  redis.call('HSET', KEYS[1], 'streamed', ev_version)
+  result = result + 2
+end
+return result
+"""
+
+# Take or renew a lease; a new holder gets a larger fencing token than any before it.
+_ACQUIRE_LEASE_LUA = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+if holder then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+
+# A fixed-window counter that works on Redis 6.2 too (EXPIRE … NX needs 7.0).
+_COUNT_IN_WINDOW_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+_RELEASE_LEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    """A client with short timeouts: a stuck Redis must not hang a checkout page."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=3,
+        socket_connect_timeout=3,
+        health_check_interval=30,
+    )
+
+
+class Coordinator:
+    """Typed access to everything the web tier and the workers share through Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._apply = client.register_script(_APPLY_EVENT_LUA)
+        self._acquire = client.register_script(_ACQUIRE_LEASE_LUA)
+        self._release = client.register_script(_RELEASE_LEASE_LUA)
+        self._count = client.register_script(_COUNT_IN_WINDOW_LUA)
+
+    # --- health -----------------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except RedisError:
+            return False
+
+    # --- live state and the stream ----------------------------------------------------------
+    def apply_event(
+        self,
+        invoice_id: str,
+        event_version: int,
+        event_fields: Mapping[str, str],
+        snapshot: Mapping[str, str],
+        snapshot_version: int,
+        terminal: bool,
+    ) -> tuple[bool, bool]:
+        """Mirror an event: (snapshot moved forward?, event appended to the stream?)."""
+        argv: list[str | int] = [
+            event_version,
+            snapshot_version,
+            TERMINAL_TTL_SECONDS if terminal else 0,
+            STREAM_MAXLEN,
+            len(event_fields),
+        ]
+        for key, value in event_fields.items():
+            argv += [key, value]
+        for key, value in snapshot.items():
+            argv += [key, value]
+        try:
+            result = int(self._apply(keys=[invoice_key(invoice_id), EVENT_STREAM], args=argv))
+        except RedisError as exc:
+            raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
+        return bool(result & 1), bool(result & 2)
+
+    def put_snapshot(
+        self,
+        invoice_id: str,
+        snapshot: Mapping[str, str],
+        version: int,
+        streamed: int,
+        terminal: bool,
+    ) -> None:
+        """Overwrite the live snapshot during a rebuild (the database is the truth)."""
+        key = invoice_key(invoice_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        fields = {**snapshot, "version": str(version), "streamed": str(streamed)}
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's Mapping is invariant
+        if terminal:
+            pipe.expire(key, TERMINAL_TTL_SECONDS)
+        self._run(pipe)
+
+    def get_live(self, invoice_id: str) -> dict[str, str] | None:
+        try:
+            data: dict[str, str] = self.client.hgetall(invoice_key(invoice_id))  # type: ignore[assignment]
+        except RedisError as exc:
+            raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
+        return data or None
+
+    # --- watch index ------------------------------------------------------------------------
+    def watch(self, method: str, key: str, invoice_id: str) -> None:
+        self._call(lambda: self.client.hset(watch_key(method), key, invoice_id))
+
+    def watch_many(self, method: str, mapping: Mapping[str, str]) -> None:
+        if mapping:
+            fields = dict(mapping)
+            # redis-py types `mapping` as an invariant Mapping of bytes|str|…; str is fine.
+            self._call(lambda: self.client.hset(watch_key(method), mapping=fields))  # type: ignore[arg-type]
+
+    def unwatch(self, method: str, keys: Sequence[str]) -> None:
+        if keys:
+            self._call(lambda: self.client.hdel(watch_key(method), *keys))
+
+    def lookup(self, method: str, keys: Sequence[str]) -> dict[str, str]:
+        """Which of these addresses / references belong to watched invoices."""
+        if not keys:
+            return {}
+        values = self._call(lambda: self.client.hmget(watch_key(method), list(keys)))
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def watched_count(self, method: str) -> int:
+        return int(self._call(lambda: self.client.hlen(watch_key(method))))
+
+    # --- flush detection --------------------------------------------------------------------
+    def epoch(self) -> str | None:
+        value = self._call(lambda: self.client.get(EPOCH_KEY))
+        return None if value is None else str(value)
+
+    def set_epoch(self, value: str) -> None:
+        self._call(lambda: self.client.set(EPOCH_KEY, value))
+
+    # --- leases -----------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        """The fencing token if `holder` now leads `name`, else None."""
+        token = int(
+            self._call(
+                lambda: self._acquire(
+                    keys=[f"cc:lease:{name}", f"cc:fence:{name}"], args=[holder, ttl_ms]
+                )
+            )
+        )
+        return None if token < 0 else token
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._call(lambda: self._release(keys=[f"cc:lease:{name}"], args=[holder]))
+
+    # --- rate limits ------------------------------------------------------------------------
+    def count_in_window(self, key: str, window_seconds: int) -> int:
+        """Add one to a counter that resets `window_seconds` after its first hit."""
+        return int(self._call(lambda: self._count(keys=[key], args=[window_seconds])))
+
+    def window_count(self, key: str) -> tuple[int, int]:
+        """(hits so far, seconds until the window resets)."""
+        pipe = self.client.pipeline()
+        pipe.get(key)
+        pipe.ttl(key)
+        hits, ttl = self._run(pipe)
+        return int(hits or 0), max(int(ttl), 0)
+
+    # --- rates ------------------------------------------------------------------------------
+    def cached_rate(self, pair: str) -> RateQuote | None:
+        try:
+            raw = self.client.get(f"cc:rate:{pair}")
+        except RedisError:
+            return None  # a missing cache only means asking the sources again
+        return None if raw is None else RateQuote.from_json(str(raw))
+
+    def cache_rate(self, quote: RateQuote, ttl_seconds: int) -> None:
+        try:
+            self.client.set(f"cc:rate:{quote.pair}", quote.to_json(), ex=ttl_seconds)
+        except RedisError as exc:
+            log.warning("could not cache rate: %s", exc)
+
+    # --- stream reading (live pages) --------------------------------------------------------
+    def read_events(
+        self, last_id: str, block_ms: int, count: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        result = self._call(
+            lambda: self.client.xread({EVENT_STREAM: last_id}, count=count, block=block_ms)
+        )
+        entries: list[tuple[str, dict[str, str]]] = []
+        for _stream, items in result or []:
+            entries.extend(items)
+        return entries
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _call(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except RedisError as exc:
+            raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
+
+    def _run(self, pipe: Any) -> list[Any]:
+        return self._call(pipe.execute)  # type: ignore[no-any-return]
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

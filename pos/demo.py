@@ -1,0 +1,161 @@
+"""`cryptocity demo`: migrate, seed demo data, run everything, stop everything on Ctrl-C.
+
+Demo mode only: fixed demo passwords and demo merchant keys derived from public seeds (the
+merchants' *wallets* are simulated here; the server itself still sees only public keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from embit import base58, bip32
+from embit.networks import NETWORKS
+from solders.keypair import Keypair
+from sqlalchemy import select
+
+from pos import accounts
+from pos.db import make_engine, make_session_factory
+from pos.errors import ConfigError
+from pos.migrate import upgrade
+from pos.models import Merchant, Role, User
+from pos.redis_server import EmbeddedRedis
+from pos.settings import BitcoinNetwork, Settings
+
+DEMO_PASSWORD = "cryptocity-demo"
+_VPUB = bytes.fromhex("045f1cf6")
+_ZPUB = bytes.fromhex("04b24746")
+
+
+@dataclass(frozen=True)
+class DemoMerchant:
+    name: str
+    slug: str
+
+
+DEMO_MERCHANTS = (DemoMerchant("Alatau Coffee", "coffee"), DemoMerchant("Qazaq Books", "books"))
+
+
+def demo_account_xpub(slug: str, network: BitcoinNetwork) -> str:
+    """The BIP84 account key of a demo merchant's (simulated) wallet: m/84'/coin'/0'."""
+    seed = hashlib.sha256(f"cryptocity demo wallet {slug}".encode()).digest()
+    test = network is not BitcoinNetwork.MAINNET
+    root = bip32.HDKey.from_seed(seed, version=NETWORKS["test" if test else "main"]["xprv"])
+    account = root.derive(f"m/84h/{1 if test else 0}h/0h").to_public()
+    raw = bytearray(base58.decode_check(account.to_base58()))
+    raw[:4] = _VPUB if test else _ZPUB
+    return str(base58.encode_check(bytes(raw)))
+
+
+def demo_solana_wallet(slug: str) -> str:
+    seed = hashlib.sha256(f"cryptocity demo solana {slug}".encode()).digest()
+    return str(Keypair.from_seed(seed).pubkey())
+
+
+def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
+    """Create the demo operator, merchants, owners and cashiers once; return the logins."""
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    logins: list[tuple[str, str, str]] = [("operator", "operator@cryptocity.demo", DEMO_PASSWORD)]
+    with factory.begin() as session:
+        if session.scalar(select(User).where(User.email == logins[0][1])) is None:
+            accounts.create_user(
+                session, logins[0][1], DEMO_PASSWORD, Role.OPERATOR, display_name="Zone operator"
+            )
+        for demo in DEMO_MERCHANTS:
+            merchant = session.scalar(select(Merchant).where(Merchant.name == demo.name))
+            if merchant is None:
+                merchant = accounts.create_merchant(
+                    session,
+                    settings,
+                    demo.name,
+                    btc_xpub=demo_account_xpub(demo.slug, settings.bitcoin_network),
+                    solana_wallet=demo_solana_wallet(demo.slug),
+                )
+            for role in (Role.OWNER, Role.CASHIER):
+                email = f"{role.value}@{demo.slug}.demo"
+                logins.append((f"{role.value} of {demo.name}", email, DEMO_PASSWORD))
+                if session.scalar(select(User).where(User.email == email)) is None:
+                    accounts.create_user(
+                        session,
+                        email,
+                        DEMO_PASSWORD,
+                        role,
+                        merchant.id,
+                        display_name=f"{demo.name} {role.value}",
+                    )
+    engine.dispose()
+    return logins
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError("the web server exited during start-up; see the log above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise ConfigError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def run_demo(settings: Settings, with_chains: bool = True) -> int:
+    """Start Redis, migrate, seed, start the chains, worker and web; wait for Ctrl-C."""
+    if not settings.is_demo:
+        raise ConfigError("`cryptocity demo` runs only with CRYPTOCITY_MODE=demo")
+    print(f"data dir: {settings.data_dir}", flush=True)
+    embedded = None
+    env = dict(os.environ, CRYPTOCITY_MODE="demo", CRYPTOCITY_DATA_DIR=str(settings.data_dir))
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        env["REDIS_URL"] = embedded.start()
+        print(f"redis: embedded at {env['REDIS_URL']}", flush=True)
+    children: list[subprocess.Popen[bytes]] = []
+    command = [sys.executable, "-m", "pos.cli"]
+    try:
+        print("database: migrating", flush=True)
+        upgrade(settings.database_url)
+        logins = seed_demo_data(settings)
+        if with_chains:
+            from sandbox.demo_chains import start_demo_chains
+
+            children += start_demo_chains(settings, env)
+        children.append(subprocess.Popen([*command, "worker"], env=env))
+        web = subprocess.Popen([*command, "web", "--bind", settings.web_bind], env=env)
+        children.append(web)
+        base = f"http://{settings.web_bind}"
+        _wait_healthy(f"{base}/healthz", web, timeout=90)
+        print(f"\nCryptoCity Pay demo is running at {base}\n", flush=True)
+        for role, email, password in logins:
+            print(f"  {role:<28} {email:<28} {password}", flush=True)
+        print("\nPress Ctrl-C to stop everything.", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+        print("a demo process exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded is not None:
+            embedded.stop()

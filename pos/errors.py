@@ -1,0 +1,51 @@
+"""Errors raised by the domain core.
+
+Every error a user or operator can cause is a subclass of `PosError` with a message fit to show
+as it is. The web tier maps them to HTTP statuses in one place (merchant_portal.errors).
+"""
+
+from __future__ import annotations
+
+
+class PosError(Exception):
+    """Base of every domain error; `str(error)` is a clear, user-facing sentence."""
+
+
+class ConfigError(PosError):
+    """The environment holds a missing, malformed or unsafe setting."""
+
+
+class ValidationError(PosError):
+    """Input from a person or a client is malformed; `field` names what to fix."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(PosError):
+    """The object does not exist, or belongs to another merchant (we never tell which)."""
+
+
+class MerchantNotActiveError(PosError):
+    """The merchant is pending approval or suspended and may not create invoices."""
+
+
+class PaymentMethodUnavailableError(PosError):
+    """The merchant has not configured this payment method, or the zone has it switched off."""
+
+
+class RateUnavailableError(PosError):
+    """No fresh exchange rate is available, so invoices in that currency are refused."""
+
+
+class IllegalTransitionError(PosError):
+    """An invoice status change not allowed by the transition table."""
+
+
+class ConcurrentUpdateError(PosError):
+    """Another process changed the invoice first; reload and decide again."""
+
+
+class CoordinationUnavailableError(PosError):
+    """Redis cannot be reached; the database keeps the record and nothing is lost."""

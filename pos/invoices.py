@@ -1,0 +1,458 @@
+"""Invoice services: create, change status, publish to Redis, rebuild Redis, expire.
+
+Services take a `Session` and never commit: the caller owns the transaction. Events written in
+that transaction are the outbox; `publish_invoice_events` mirrors them into Redis after commit,
+and `relay_unpublished` retries whatever Redis missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pos import money
+from pos.coordination import Coordinator, chunked
+from pos.db import utcnow
+from pos.errors import (
+    ConcurrentUpdateError,
+    CoordinationUnavailableError,
+    MerchantNotActiveError,
+    NotFoundError,
+    PaymentMethodUnavailableError,
+    ValidationError,
+)
+from pos.methods import bitcoin, kzte
+from pos.models import Invoice, InvoiceEvent, Merchant, MerchantStatus
+from pos.rates import RateBook, kzte_quote
+from pos.settings import Settings
+from pos.states import EventType, InvoiceStatus, PaymentMethod, transition
+
+log = logging.getLogger(__name__)
+
+_ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"  # no 0/o/1/l: read aloud at a counter
+MIN_BTC_DUE_SAT = 1_000  # well above the 294-sat P2WPKH dust limit
+TERMINAL = frozenset({InvoiceStatus.EXPIRED, InvoiceStatus.INVALID, InvoiceStatus.SETTLED})
+
+
+def new_invoice_id() -> str:
+    """20 characters from a 32-letter alphabet: 100 bits, unguessable, fits a URL."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(20))
+
+
+@dataclass(frozen=True)
+class InvoiceRequest:
+    merchant_id: int
+    price_tiyn: int
+    method: PaymentMethod
+    description: str = ""
+    order_id: str | None = None
+    created_by_user_id: int | None = None
+
+
+def create_invoice(
+    session: Session,
+    settings: Settings,
+    rates: RateBook,
+    request: InvoiceRequest,
+    now: datetime | None = None,
+) -> Invoice:
+    """Quote, lock the rate, allocate the address or reference, and record `invoice.created`."""
+    now = now or utcnow()
+    merchant = session.get(Merchant, request.merchant_id)
+    if merchant is None:
+        raise NotFoundError("no such merchant")
+    if merchant.status is not MerchantStatus.ACTIVE:
+        raise MerchantNotActiveError(
+            f"merchant {merchant.name!r} is {merchant.status}; invoices cannot be created"
+        )
+    _check_price(settings, request.price_tiyn)
+    if len(request.description) > 200:
+        raise ValidationError("description is limited to 200 characters", field="description")
+
+    invoice = Invoice(
+        id=new_invoice_id(),
+        merchant_id=merchant.id,
+        created_by_user_id=request.created_by_user_id,
+        method=request.method,
+        status=InvoiceStatus.NEW,
+        version=1,
+        price_tiyn=request.price_tiyn,
+        description=request.description,
+        order_id=request.order_id,
+        created_at=now,
+        expires_at=now + timedelta(minutes=merchant.expiry_minutes),
+        amount_paid_atomic=0,
+    )
+    if request.method is PaymentMethod.BTC:
+        _quote_btc(session, settings, rates, merchant, invoice, now)
+    else:
+        _quote_kzte(settings, merchant, invoice, now)
+    session.add(invoice)
+    _add_event(session, invoice, EventType.CREATED, None, {"price_tiyn": invoice.price_tiyn})
+    session.flush()
+    return invoice
+
+
+def _check_price(settings: Settings, price_tiyn: int) -> None:
+    if price_tiyn <= 0:
+        raise ValidationError("the amount must be more than zero", field="amount")
+    if price_tiyn < settings.min_invoice_tiyn:
+        raise ValidationError(
+            f"the smallest invoice is {money.format_kzt(settings.min_invoice_tiyn)} ₸",
+            field="amount",
+        )
+    if price_tiyn > settings.max_invoice_tiyn:
+        raise ValidationError(
+            f"the largest invoice is {money.format_kzt(settings.max_invoice_tiyn)} ₸",
+            field="amount",
+        )
+
+
+def _quote_btc(
+    session: Session,
+    settings: Settings,
+    rates: RateBook,
+    merchant: Merchant,
+    invoice: Invoice,
+    now: datetime,
+) -> None:
+    if not merchant.btc_xpub:
+        raise PaymentMethodUnavailableError("this merchant has not set up Bitcoin payments")
+    quote = rates.btc_kzt(now)  # raises RateUnavailableError with a clear message
+    due_sat = money.btc_due_sat(invoice.price_tiyn, quote.rate)
+    if due_sat < MIN_BTC_DUE_SAT:
+        raise ValidationError("the amount is too small to pay in Bitcoin", field="amount")
+    # Atomic index allocation: concurrent invoices of one merchant never share an address.
+    index = (
+        session.execute(
+            update(Merchant)
+            .where(Merchant.id == merchant.id)
+            .values(btc_next_index=Merchant.btc_next_index + 1)
+            .returning(Merchant.btc_next_index)
+        ).scalar_one()
+        - 1
+    )
+    invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
+    invoice.amount_due_atomic = due_sat
+    invoice.btc_derivation_index = index
+    invoice.btc_address = bitcoin.derive_address(merchant.btc_xpub, index, settings.bitcoin_network)
+
+
+def _quote_kzte(settings: Settings, merchant: Merchant, invoice: Invoice, now: datetime) -> None:
+    if not merchant.solana_wallet:
+        raise PaymentMethodUnavailableError("this merchant has not set up KZTE payments")
+    if not settings.kzte_mint:
+        raise PaymentMethodUnavailableError(
+            "KZTE is not configured in this zone (KZTE_MINT is not set)"
+        )
+    quote = kzte_quote(now)
+    invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
+    invoice.amount_due_atomic = money.kzte_due_base_units(
+        invoice.price_tiyn, settings.kzte_decimals
+    )
+    invoice.kzte_recipient = merchant.solana_wallet
+    invoice.kzte_mint = settings.kzte_mint
+    invoice.kzte_reference = kzte.new_reference()
+
+
+def _add_event(
+    session: Session,
+    invoice: Invoice,
+    event_type: EventType,
+    from_status: InvoiceStatus | None,
+    data: dict[str, Any],
+) -> InvoiceEvent:
+    event = InvoiceEvent(
+        invoice_id=invoice.id,
+        invoice_version=invoice.version,
+        type=event_type.value,
+        from_status=None if from_status is None else from_status.value,
+        to_status=invoice.status.value,
+        data=data,
+        created_at=utcnow(),
+    )
+    session.add(event)
+    session.info.setdefault("touched_invoices", set()).add(invoice.id)
+    return event
+
+
+def _bump_version(session: Session, invoice: Invoice) -> None:
+    """Optimistic lock: the row moves from version v to v+1 only if nobody else moved it."""
+    old = invoice.version
+    changed = session.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.version == old)
+        .values(version=old + 1)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed != 1:
+        raise ConcurrentUpdateError(f"invoice {invoice.id} was changed by someone else")
+    invoice.version = old + 1  # keep the object in step without a reload
+
+
+def change_status(
+    session: Session,
+    invoice: Invoice,
+    target: InvoiceStatus,
+    data: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> InvoiceEvent:
+    """Apply one transition from the table and record its event (illegal ones raise)."""
+    now = now or utcnow()
+    event_type = transition(invoice.status, target)
+    _bump_version(session, invoice)
+    previous = invoice.status
+    invoice.status = target
+    if target is InvoiceStatus.PROCESSING and invoice.detected_at is None:
+        invoice.detected_at = now
+    if target is InvoiceStatus.SETTLED:
+        invoice.settled_at = now
+        invoice.detected_at = invoice.detected_at or now
+    if previous is InvoiceStatus.SETTLED:
+        invoice.settled_at = None
+    return _add_event(session, invoice, event_type, previous, dict(data or {}))
+
+
+FLAG_EVENTS = {
+    "paid_partial": EventType.PAID_PARTIAL,
+    "paid_over": EventType.PAID_OVER,
+    "paid_late": EventType.PAID_LATE,
+    "marked": EventType.MARKED,
+}
+
+
+def set_flag(
+    session: Session, invoice: Invoice, flag: str, data: dict[str, Any] | None = None
+) -> InvoiceEvent | None:
+    """Raise an exception flag once; a flag already set records nothing."""
+    if flag not in FLAG_EVENTS:
+        raise ValueError(f"unknown flag {flag}")
+    if getattr(invoice, flag):
+        return None
+    _bump_version(session, invoice)
+    setattr(invoice, flag, True)
+    return _add_event(session, invoice, FLAG_EVENTS[flag], invoice.status, dict(data or {}))
+
+
+def mark(
+    session: Session, invoice: Invoice, target: InvoiceStatus, reason: str, user_id: int | None
+) -> InvoiceEvent:
+    """A person settles or invalidates an invoice by hand, with a reason kept in the event."""
+    if target not in (InvoiceStatus.SETTLED, InvoiceStatus.INVALID):
+        raise ValidationError("an invoice can only be marked settled or invalid", field="status")
+    if not reason.strip():
+        raise ValidationError("a reason is required", field="reason")
+    event = change_status(session, invoice, target, {"reason": reason, "by_user_id": user_id})
+    set_flag(session, invoice, "marked", {"reason": reason, "by_user_id": user_id})
+    return event
+
+
+def expire_due(session: Session, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Move unpaid invoices whose window has passed to `expired`; return their ids."""
+    now = now or utcnow()
+    due = session.scalars(
+        select(Invoice)
+        .where(Invoice.status == InvoiceStatus.NEW, Invoice.expires_at <= now)
+        .order_by(Invoice.expires_at)
+        .limit(limit)
+    ).all()
+    for invoice in due:
+        change_status(
+            session,
+            invoice,
+            InvoiceStatus.EXPIRED,
+            {"paid_atomic": invoice.amount_paid_atomic},
+            now,
+        )
+    return [invoice.id for invoice in due]
+
+
+def get_invoice(session: Session, invoice_id: str, merchant_id: int | None = None) -> Invoice:
+    """An invoice by id; with `merchant_id`, another merchant's invoice is simply not found."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
+        raise NotFoundError("no such invoice")
+    return invoice
+
+
+# --- Redis mirror ---------------------------------------------------------------------------
+
+
+def snapshot(invoice: Invoice) -> dict[str, str]:
+    """The small live view pages and workers read (a few dozen bytes per open invoice)."""
+    return {
+        "status": invoice.status.value,
+        "method": invoice.method.value,
+        "merchant": str(invoice.merchant_id),
+        "due": str(invoice.amount_due_atomic),
+        "paid": str(invoice.amount_paid_atomic),
+        "exp": str(int(invoice.expires_at.timestamp())),
+        "flags": ",".join(invoice.flags),
+    }
+
+
+def _event_fields(event: InvoiceEvent, invoice: Invoice) -> dict[str, str]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "invoice": event.invoice_id,
+        "merchant": str(invoice.merchant_id),
+        "version": str(event.invoice_version),
+        "from": event.from_status or "",
+        "to": event.to_status,
+        "at": event.created_at.isoformat(),
+        "data": json.dumps(event.data, sort_keys=True),
+    }
+
+
+def _watch_entry(invoice: Invoice) -> tuple[str, str] | None:
+    if invoice.method is PaymentMethod.BTC and invoice.btc_address:
+        return "btc", invoice.btc_address
+    if invoice.method is PaymentMethod.KZTE and invoice.kzte_reference:
+        return "kzte", invoice.kzte_reference
+    return None
+
+
+def publish_invoice_events(
+    factory: sessionmaker[Session], coordinator: Coordinator, invoice_id: str
+) -> int:
+    """Mirror an invoice's unpublished events into Redis, oldest first; return how many."""
+    with factory() as session:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            return 0
+        events = session.scalars(
+            select(InvoiceEvent)
+            .where(InvoiceEvent.invoice_id == invoice_id, InvoiceEvent.published_at.is_(None))
+            .order_by(InvoiceEvent.invoice_version)
+        ).all()
+        if not events:
+            return 0
+        snap = snapshot(invoice)
+        terminal = invoice.status in TERMINAL
+        entry = _watch_entry(invoice)
+        if entry is not None:
+            coordinator.watch(entry[0], entry[1], invoice.id)
+        for event in events:
+            coordinator.apply_event(
+                invoice.id,
+                event.invoice_version,
+                _event_fields(event, invoice),
+                snap,
+                invoice.version,
+                terminal,
+            )
+            event.published_at = utcnow()
+        session.commit()
+        return len(events)
+
+
+def publish_after_commit(
+    factory: sessionmaker[Session], coordinator: Coordinator | None, session: Session
+) -> None:
+    """Call right after a commit: push the touched invoices' events; failures wait for the relay."""
+    touched: set[str] = session.info.pop("touched_invoices", set())
+    if coordinator is None:
+        return
+    for invoice_id in sorted(touched):
+        try:
+            publish_invoice_events(factory, coordinator, invoice_id)
+        except CoordinationUnavailableError as exc:
+            log.warning("event of %s waits for the relay: %s", invoice_id, exc)
+
+
+def relay_unpublished(
+    factory: sessionmaker[Session], coordinator: Coordinator, limit: int = 1000
+) -> int:
+    """Publish events that missed Redis (it was down, or a process died after commit)."""
+    with factory() as session:
+        invoice_ids = session.scalars(
+            select(InvoiceEvent.invoice_id)
+            .where(InvoiceEvent.published_at.is_(None))
+            .group_by(InvoiceEvent.invoice_id)
+            .limit(limit)
+        ).all()
+    return sum(publish_invoice_events(factory, coordinator, i) for i in invoice_ids)
+
+
+def rebuild_live_state(
+    factory: sessionmaker[Session],
+    coordinator: Coordinator,
+    settings: Settings,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Rewrite Redis from the database: snapshots and the watch index of every live invoice.
+
+    Live means anything a watcher or a page may still need: open, processing, settled within
+    the late window (a reorg can still take it back) and expired within the late window.
+    """
+    now = now or utcnow()
+    horizon = now - timedelta(hours=settings.late_watch_hours)
+    with factory() as session:
+        query = (
+            select(Invoice)
+            .where(
+                or_(
+                    Invoice.status.in_([InvoiceStatus.NEW, InvoiceStatus.PROCESSING]),
+                    Invoice.created_at >= horizon,
+                )
+            )
+            .order_by(Invoice.created_at)
+        )
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        done = 0
+        for batch in chunked(session.scalars(query).yield_per(1000), 1000):
+            published = _published_versions(session, [inv.id for inv in batch])
+            watches: dict[str, dict[str, str]] = {"btc": {}, "kzte": {}}
+            for invoice in batch:
+                coordinator.put_snapshot(
+                    invoice.id,
+                    snapshot(invoice),
+                    invoice.version,
+                    published.get(invoice.id, 0),
+                    invoice.status in TERMINAL,
+                )
+                entry = _watch_entry(invoice)
+                if entry is not None:
+                    watches[entry[0]][entry[1]] = invoice.id
+            for method, mapping in watches.items():
+                coordinator.watch_many(method, mapping)
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+    coordinator.set_epoch(now.isoformat())
+    relay_unpublished(factory, coordinator)
+    return done
+
+
+def _published_versions(session: Session, invoice_ids: list[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(InvoiceEvent.invoice_id, func.max(InvoiceEvent.invoice_version))
+        .where(InvoiceEvent.invoice_id.in_(invoice_ids), InvoiceEvent.published_at.is_not(None))
+        .group_by(InvoiceEvent.invoice_id)
+    ).all()
+    return {invoice_id: int(version) for invoice_id, version in rows}
+
+
+def live_view(session: Session, coordinator: Coordinator | None, invoice_id: str) -> dict[str, str]:
+    """What a live page shows: Redis when it has the invoice, else the database.
+
+    Redis can lag the database by one relay round when it was briefly down; it never runs ahead.
+    """
+    if coordinator is not None:
+        try:
+            live = coordinator.get_live(invoice_id)
+        except CoordinationUnavailableError:
+            live = None  # the database answers; the page just loses its fast path
+        if live is not None:
+            return live
+    invoice = get_invoice(session, invoice_id)
+    return {**snapshot(invoice), "version": str(invoice.version)}

@@ -1,0 +1,222 @@
+"""The durable record: SQLAlchemy 2.0 typed models.
+
+Money columns are integers in minor units with the unit in the name. `*_atomic` amounts are in
+the invoice method's smallest unit: satoshi for BTC, token base units for KZTE.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pos.db import Base, utcnow
+from pos.states import InvoiceStatus, PaymentMethod
+
+
+def _enum(enum: type[StrEnum], name: str) -> Enum:
+    """Store an enum by value, with a CHECK constraint, on every backend."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        validate_strings=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class MerchantStatus(StrEnum):
+    PENDING = "pending"  # registered, waiting for an operator's approval
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # may not create invoices; open ones still settle
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    CASHIER = "cashier"
+    OPERATOR = "operator"
+
+
+class PaymentStatus(StrEnum):
+    SEEN = "seen"  # in the mempool / confirmed commitment, not final
+    CONFIRMED = "confirmed"  # in a block (BTC) - counts confirmations
+    FINAL = "final"  # meets the merchant's policy (BTC) or finalized (KZTE)
+    REPLACED = "replaced"  # double-spent or replaced (RBF); no longer counts
+    REORGED = "reorged"  # its block left the best chain and it is not in the mempool
+
+
+ALLOWED_CONFIRMATIONS = (0, 1, 2, 6)
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    __table_args__ = (
+        CheckConstraint("confirmations_required IN (0, 1, 2, 6)", name="confirmations"),
+        CheckConstraint("expiry_minutes BETWEEN 1 AND 1440", name="expiry"),
+        CheckConstraint("tolerance_bp BETWEEN 0 AND 1000", name="tolerance"),
+        CheckConstraint("zero_conf_limit_tiyn >= 0", name="zero_conf_limit"),
+        CheckConstraint("btc_next_index >= 0", name="btc_next_index"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[MerchantStatus] = mapped_column(
+        _enum(MerchantStatus, "merchant_status"), default=MerchantStatus.ACTIVE
+    )
+    btc_xpub: Mapped[str | None] = mapped_column(String(200))
+    btc_next_index: Mapped[int] = mapped_column(default=0)
+    solana_wallet: Mapped[str | None] = mapped_column(String(64))
+    confirmations_required: Mapped[int] = mapped_column(default=1)
+    zero_conf_limit_tiyn: Mapped[int] = mapped_column(default=0)
+    expiry_minutes: Mapped[int] = mapped_column(default=15)
+    tolerance_bp: Mapped[int] = mapped_column(default=0)
+    fee_bp: Mapped[int | None] = mapped_column(default=None)  # None: the zone default
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="merchant")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'operator' AND merchant_id IS NULL) OR "
+            "(role <> 'operator' AND merchant_id IS NOT NULL)",
+            name="role_merchant",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    merchant: Mapped[Merchant | None] = relationship(back_populates="users")
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "btc_derivation_index"),
+        CheckConstraint("price_tiyn > 0", name="price_positive"),
+        CheckConstraint("amount_due_atomic > 0", name="due_positive"),
+        CheckConstraint("amount_paid_atomic >= 0", name="paid_nonnegative"),
+        CheckConstraint("version >= 1", name="version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    status: Mapped[InvoiceStatus] = mapped_column(
+        _enum(InvoiceStatus, "invoice_status"), index=True
+    )
+    # Bumped by every event; the optimistic lock for transitions and Redis' check-and-set.
+    version: Mapped[int] = mapped_column(default=1)
+    price_tiyn: Mapped[int]
+    description: Mapped[str] = mapped_column(String(200), default="")
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    rate: Mapped[Decimal]  # KZT per 1 BTC or per 1 KZTE, locked at creation
+    rate_source: Mapped[str] = mapped_column(String(200))
+    rate_as_of: Mapped[datetime]
+    amount_due_atomic: Mapped[int]
+    amount_paid_atomic: Mapped[int] = mapped_column(default=0)
+    btc_address: Mapped[str | None] = mapped_column(String(100), unique=True)
+    btc_derivation_index: Mapped[int | None]
+    kzte_recipient: Mapped[str | None] = mapped_column(String(64))
+    kzte_mint: Mapped[str | None] = mapped_column(String(64))
+    kzte_reference: Mapped[str | None] = mapped_column(String(64), unique=True)
+    paid_partial: Mapped[bool] = mapped_column(default=False)
+    paid_over: Mapped[bool] = mapped_column(default=False)
+    paid_late: Mapped[bool] = mapped_column(default=False)
+    marked: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    detected_at: Mapped[datetime | None] = mapped_column(default=None)
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    merchant: Mapped[Merchant] = relationship()
+    payments: Mapped[list[Payment]] = relationship(back_populates="invoice", order_by="Payment.id")
+    events: Mapped[list[InvoiceEvent]] = relationship(
+        back_populates="invoice", order_by="InvoiceEvent.invoice_version"
+    )
+
+    @property
+    def flags(self) -> list[str]:
+        names = ("paid_partial", "paid_over", "paid_late", "marked")
+        return [name for name in names if getattr(self, name)]
+
+
+class Payment(Base):
+    """One on-chain output (BTC) or transfer (KZTE) paying an invoice."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("chain", "txid", "output_index"),
+        CheckConstraint("amount_atomic > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    chain: Mapped[str] = mapped_column(String(16))  # "bitcoin" | "solana"
+    txid: Mapped[str] = mapped_column(String(128))  # txid or transaction signature
+    output_index: Mapped[int] = mapped_column(default=0)  # vout; 0 for a Solana transfer
+    amount_atomic: Mapped[int]
+    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus, "payment_status"))
+    confirmations: Mapped[int] = mapped_column(default=0)
+    block_hash: Mapped[str | None] = mapped_column(String(100))
+    block_height: Mapped[int | None]
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="payments")
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class InvoiceEvent(Base):
+    """Every change of an invoice, persisted; also the outbox towards Redis (published_at)."""
+
+    __tablename__ = "invoice_events"
+    __table_args__ = (UniqueConstraint("invoice_id", "invoice_version"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_event_id)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    invoice_version: Mapped[int]
+    type: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # NULL until the event is in the Redis stream; the relay re-sends what is still NULL.
+    published_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="events")
+
+
+class AuditLog(Base):
+    """Who did what sensitive thing, when, from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    action: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,48 @@
+"""Password hashing with scrypt (stdlib), in a self-describing format.
+
+`scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`: the parameters travel with the hash, so they can be
+raised later without breaking existing accounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+_N, _R, _P = 2**15, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=_MAXMEM)
+    b64 = base64.b64encode
+    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(stored: str, password: str) -> bool:
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(
+            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+# Computed once so a login for an unknown e-mail costs as much as a wrong password.
+_DUMMY_HASH: str | None = None
+
+
+def burn_time(password: str) -> None:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password("not-a-real-password")
+    verify_password(_DUMMY_HASH, password)

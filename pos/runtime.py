@@ -1,0 +1,115 @@
+"""Opens the connections a program needs, from `Settings`, with one clear error per failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pos.coordination import Coordinator, connect
+from pos.db import make_engine, make_session_factory
+from pos.errors import ConfigError
+from pos.migrate import is_current
+from pos.rates import BTC_KZT, RateBook, sources_from_settings
+from pos.redis_server import EmbeddedRedis
+from pos.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    coordinator: Coordinator
+    rates: RateBook
+    redis_url: str
+    embedded_redis: EmbeddedRedis | None = field(default=None)
+
+    def close(self) -> None:
+        self.coordinator.client.close()
+        self.engine.dispose()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+def open_database(settings: Settings, check_schema: bool = True) -> Engine:
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if check_schema and not is_current(engine, settings.database_url):
+            raise ConfigError("the database schema is not up to date: run `cryptocity db upgrade`")
+    except (OperationalError, DBAPIError) as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(f"cannot open the database at DATABASE_URL: {reason}") from None
+    return engine
+
+
+def open_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis URL to use, starting the embedded server when demo mode has none configured."""
+    if settings.redis_url is not None:
+        return settings.redis_url, None
+    embedded = EmbeddedRedis(settings.data_dir / "redis")
+    return embedded.start(), embedded
+
+
+def make_rate_book(settings: Settings, coordinator: Coordinator) -> RateBook:
+    max_age = timedelta(seconds=settings.rate_max_age_seconds)
+    return RateBook(
+        sources_from_settings(settings.btc_rate_sources),
+        max_age,
+        cache_get=lambda: coordinator.cached_rate(BTC_KZT),
+        cache_put=lambda q: coordinator.cache_rate(q, settings.rate_max_age_seconds),
+    )
+
+
+def connect_runtime(settings: Settings) -> Runtime:
+    """Build the connections without touching them: the web tier reports health per request."""
+    engine = make_engine(settings.database_url)
+    redis_url, embedded = open_redis(settings)
+    coordinator = Coordinator(connect(redis_url))
+    return Runtime(
+        settings,
+        engine,
+        make_session_factory(engine),
+        coordinator,
+        make_rate_book(settings, coordinator),
+        redis_url,
+        embedded,
+    )
+
+
+def open_runtime(settings: Settings, check_schema: bool = True) -> Runtime:
+    """Connect to the database and Redis; raise `ConfigError` if either cannot be used."""
+    engine = open_database(settings, check_schema)
+    redis_url, embedded = open_redis(settings)
+    coordinator = Coordinator(connect(redis_url))
+    if not coordinator.ping():
+        engine.dispose()
+        if embedded is not None:
+            embedded.stop()
+        raise ConfigError(f"Redis at REDIS_URL ({_safe(redis_url)}) is unreachable")
+    return Runtime(
+        settings,
+        engine,
+        make_session_factory(engine),
+        coordinator,
+        make_rate_book(settings, coordinator),
+        redis_url,
+        embedded,
+    )
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for error messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -1,0 +1,256 @@
+"""Typed settings, read once from the environment.
+
+Nothing here connects to anything. `Settings.from_env()` validates every value and raises
+`ConfigError` with one clear sentence; the CLI prints it and exits without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from pos.errors import ConfigError, ValidationError
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class Mode(StrEnum):
+    DEMO = "demo"
+    PRODUCTION = "production"
+
+
+class BitcoinNetwork(StrEnum):
+    REGTEST = "regtest"
+    TESTNET = "testnet"
+    SIGNET = "signet"
+    MAINNET = "mainnet"
+
+
+DEMO_BITCOIN_RPC_URL = "http://cryptocity:cryptocity@127.0.0.1:18443"
+DEMO_SOLANA_RPC_URL = "http://127.0.0.1:8899"
+DEMO_SOLANA_WS_URL = "ws://127.0.0.1:8900"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the programs need to know about their environment."""
+
+    mode: Mode
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    # None means "start the embedded Redis in the data dir" (demo mode only).
+    redis_url: str | None
+    bitcoin_rpc_url: str
+    bitcoin_network: BitcoinNetwork
+    solana_rpc_url: str
+    solana_ws_url: str
+    kzte_mint: str | None
+    kzte_decimals: int = 6
+    # BTC/KZT rate sources, e.g. ("sandbox",) or ("file:/srv/rates/btc_kzt.json",).
+    btc_rate_sources: tuple[str, ...] = ("sandbox",)
+    rate_max_age_seconds: int = 300
+    min_invoice_tiyn: int = 100_00  # 100 KZT: below it fees and dust make no sense
+    max_invoice_tiyn: int = 100_000_000_00  # 100 million KZT per invoice
+    default_fee_bp: int = 100  # 1.00 % processing fee unless the merchant's rule differs
+    late_watch_hours: int = 24
+    web_bind: str = "127.0.0.1:8000"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.mode is Mode.DEMO
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.data_dir / "sandbox"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and the demo supervisor use it)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raise `ConfigError` on the first bad value."""
+        env = dict(os.environ if environ is None else environ)
+        mode = _parse_enum(Mode, env.get("CRYPTOCITY_MODE", "demo"), "CRYPTOCITY_MODE")
+        demo = mode is Mode.DEMO
+        data_dir = Path(env.get("CRYPTOCITY_DATA_DIR") or "var").expanduser().resolve()
+
+        database_url = _database_url(env.get("DATABASE_URL"), data_dir)
+        redis_url = _redis_url(env.get("REDIS_URL"), demo)
+        secret_key = _secret_key(env.get("SECRET_KEY"), demo, data_dir)
+        network = _parse_enum(
+            BitcoinNetwork,
+            env.get("BITCOIN_NETWORK", "regtest" if demo else "mainnet"),
+            "BITCOIN_NETWORK",
+        )
+        sandbox_solana = _read_sandbox_solana(data_dir) if demo else {}
+        sandbox_decimals = sandbox_solana.get("kzte_decimals", "6")
+        bitcoin_rpc_url = env.get("BITCOIN_RPC_URL") or (DEMO_BITCOIN_RPC_URL if demo else "")
+        if not bitcoin_rpc_url:
+            raise ConfigError("BITCOIN_RPC_URL is required in production mode")
+        _check_http_url(bitcoin_rpc_url, "BITCOIN_RPC_URL")
+        solana_rpc_url = (
+            env.get("SOLANA_RPC_URL") or sandbox_solana.get("rpc_url") or DEMO_SOLANA_RPC_URL
+        )
+        solana_ws_url = (
+            env.get("SOLANA_WS_URL") or sandbox_solana.get("ws_url") or DEMO_SOLANA_WS_URL
+        )
+        _check_http_url(solana_rpc_url, "SOLANA_RPC_URL")
+        if urlsplit(solana_ws_url).scheme not in ("ws", "wss"):
+            raise ConfigError(
+                f"SOLANA_WS_URL must start with ws:// or wss://, got {solana_ws_url!r}"
+            )
+        kzte_mint = env.get("KZTE_MINT") or sandbox_solana.get("kzte_mint") or None
+        if kzte_mint is not None:
+            _check_base58_pubkey(kzte_mint, "KZTE_MINT")
+        kzte_decimals = _parse_int(
+            env.get("KZTE_DECIMALS") or sandbox_decimals,
+            "KZTE_DECIMALS",
+            0,
+            12,
+        )
+        sources = tuple(
+            s.strip()
+            for s in env.get("BTC_KZT_RATE_SOURCES", "sandbox" if demo else "").split(",")
+            if s.strip()
+        )
+        for source in sources:
+            if source != "sandbox" and not source.startswith("file:"):
+                raise ConfigError(
+                    f"BTC_KZT_RATE_SOURCES: unknown source {source!r} "
+                    "(use 'sandbox' or 'file:PATH')"
+                )
+        if not demo and "sandbox" in sources:
+            raise ConfigError("BTC_KZT_RATE_SOURCES: the sandbox feed is for demo mode only")
+
+        return cls(
+            mode=mode,
+            data_dir=data_dir,
+            database_url=database_url,
+            secret_key=secret_key,
+            redis_url=redis_url,
+            bitcoin_rpc_url=bitcoin_rpc_url,
+            bitcoin_network=network,
+            solana_rpc_url=solana_rpc_url,
+            solana_ws_url=solana_ws_url,
+            kzte_mint=kzte_mint,
+            kzte_decimals=kzte_decimals,
+            btc_rate_sources=sources,
+            rate_max_age_seconds=_parse_int(
+                env.get("RATE_MAX_AGE_SECONDS", "300"), "RATE_MAX_AGE_SECONDS", 5, 86_400
+            ),
+            default_fee_bp=_parse_int(
+                env.get("CRYPTOCITY_FEE_BP", "100"), "CRYPTOCITY_FEE_BP", 0, 10_000
+            ),
+            web_bind=env.get("CRYPTOCITY_WEB_BIND", "127.0.0.1:8000"),
+        )
+
+
+def _parse_enum(enum: type[E], raw: str, name: str) -> E:
+    try:
+        return enum(raw.strip().lower())
+    except ValueError:
+        allowed = " | ".join(member.value for member in enum)
+        raise ConfigError(f"{name} must be one of {allowed}, got {raw!r}") from None
+
+
+def _parse_int(raw: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _database_url(raw: str | None, data_dir: Path) -> str:
+    if not raw:
+        return f"sqlite:///{data_dir / 'cryptocity.db'}"
+    try:
+        url = make_url(raw)
+        url.port  # noqa: B018 - a malformed port raises here, not at connect time
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            "DATABASE_URL is malformed; expected e.g. postgresql://user:pass@host:5432/db "
+            "or sqlite:///path/to/file.db"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"DATABASE_URL: unsupported database {backend!r} (sqlite or postgresql)")
+    if backend == "postgresql" and url.drivername == "postgresql":
+        # We ship psycopg 3; SQLAlchemy's bare "postgresql" means psycopg2.
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(raw: str | None, demo: bool) -> str | None:
+    if not raw:
+        if demo:
+            return None
+        raise ConfigError("REDIS_URL is required in production mode")
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {raw!r}")
+    return raw
+
+
+def _secret_key(raw: str | None, demo: bool, data_dir: Path) -> str:
+    if raw:
+        if not demo and len(raw) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        return raw
+    if not demo:
+        raise ConfigError("SECRET_KEY is required in production mode")
+    # Demo only: a random key kept in the data dir, so sessions survive a restart.
+    key_file = data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def _check_http_url(raw: str, name: str) -> None:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL like http://user:pass@host:port")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(f"{name} has a malformed port: {raw!r}") from None
+
+
+def _check_base58_pubkey(raw: str, name: str) -> None:
+    from pos.methods.kzte import parse_pubkey  # local import: keeps settings light
+
+    try:
+        parse_pubkey(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{name} is not a Solana address: {exc}") from None
+
+
+def _read_sandbox_solana(data_dir: Path) -> dict[str, str]:
+    """The sandbox validator writes its URLs and mint here when it starts."""
+    path = data_dir / "sandbox" / "solana.json"
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {str(key): str(value) for key, value in loaded.items() if value is not None}
