@@ -241,6 +241,22 @@ def set_flag(
     return _add_event(session, invoice, FLAG_EVENTS[flag], invoice.status, dict(data or {}))
 
 
+def set_amount_paid(session: Session, invoice: Invoice, paid_atomic: int) -> InvoiceEvent:
+    """Record a new running total of counted payments (an event, so live pages follow)."""
+    if paid_atomic < 0:
+        raise ValueError("a paid amount is never negative")
+    _bump_version(session, invoice)
+    previous = invoice.amount_paid_atomic
+    invoice.amount_paid_atomic = paid_atomic
+    return _add_event(
+        session,
+        invoice,
+        EventType.PAYMENT_SEEN,
+        invoice.status,
+        {"paid_atomic": paid_atomic, "previous_atomic": previous},
+    )
+
+
 def mark(
     session: Session, invoice: Invoice, target: InvoiceStatus, reason: str, user_id: int | None
 ) -> InvoiceEvent:

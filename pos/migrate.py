@@ -21,7 +21,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(database_url), revision)
@@ -29,6 +29,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def is_current(engine: Engine, database_url: str) -> bool:
     """True when the database is at the newest migration (the web and worker check this)."""
-    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+        return set(MigrationContext.configure(connection).get_current_heads()) == heads

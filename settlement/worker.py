@@ -1,8 +1,10 @@
 """`cryptocity worker`: the settlement worker's main loop.
 
-Each pass: notice a flushed Redis and rebuild it, relay events Redis missed, expire unpaid
-invoices, refresh the BTC/KZT rate cache. The chain watchers and the ledger consumer join this
-loop as their issues land. Every step is idempotent, so any number of workers may run.
+The worker runs a list of duties, each on its own interval: notice a flushed Redis and rebuild
+it, relay events Redis missed, expire unpaid invoices, refresh the BTC/KZT rate cache, and — as
+their modules register — the chain watchers, the ledger consumer and the webhook dispatcher.
+Every duty is idempotent, so any number of workers may run; a duty marked `leader_only` runs in
+one worker at a time under a Redis lease.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -27,48 +29,100 @@ from pos.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PASS_INTERVAL_SECONDS = 1.0
-RATE_REFRESH_SECONDS = 30.0
+TICK_SECONDS = 0.25
+LEASE_MS = 15_000
+
+
+@dataclass
+class Duty:
+    """One periodic job of the worker; `run` returns how much work it did (for the logs)."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[Runtime], int]
+    leader_only: bool = False
+    next_due: float = 0.0
 
 
 @dataclass
 class WorkerState:
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    last_rate_refresh: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def run_pass(rt: Runtime, state: WorkerState) -> dict[str, int]:
-    """One round of every periodic duty; returns counts for logs and tests."""
-    counts = {"rebuilt": 0, "relayed": 0, "expired": 0}
-    if rt.coordinator.epoch() is None:
-        log.warning("Redis has no live state (new or flushed): rebuilding from the database")
-        counts["rebuilt"] = invoices.rebuild_live_state(
-            rt.session_factory,
-            rt.coordinator,
-            rt.settings,
-            progress=lambda done, total: log.info("rebuild: %d/%d invoices", done, total),
-        )
-    counts["relayed"] = invoices.relay_unpublished(rt.session_factory, rt.coordinator)
+def rebuild_if_flushed(rt: Runtime) -> int:
+    if rt.coordinator.epoch() is not None:
+        return 0
+    log.warning("Redis has no live state (new or flushed): rebuilding from the database")
+    return invoices.rebuild_live_state(
+        rt.session_factory,
+        rt.coordinator,
+        rt.settings,
+        progress=lambda done, total: log.info("rebuild: %d/%d invoices", done, total),
+    )
+
+
+def relay_events(rt: Runtime) -> int:
+    return invoices.relay_unpublished(rt.session_factory, rt.coordinator)
+
+
+def expire_invoices(rt: Runtime) -> int:
     with rt.session_factory() as session:
         expired = invoices.expire_due(session, utcnow())
         session.commit()
         invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
-    counts["expired"] = len(expired)
+    return len(expired)
+
+
+def refresh_rates(rt: Runtime) -> int:
+    if not rt.settings.btc_rate_sources:
+        return 0
+    try:
+        quote = rt.rates.refresh(utcnow())
+    except RateUnavailableError as exc:
+        log.warning("%s", exc)
+        return 0
+    rt.coordinator.cache_rate(quote, rt.settings.rate_max_age_seconds)
+    return 1
+
+
+def core_duties() -> list[Duty]:
+    return [
+        Duty("rebuild-if-flushed", 1.0, rebuild_if_flushed),
+        Duty("relay-events", 1.0, relay_events),
+        Duty("expire-invoices", 1.0, expire_invoices),
+        Duty("refresh-rates", 30.0, refresh_rates),
+    ]
+
+
+def all_duties(settings: Settings) -> list[Duty]:
+    """Every duty this worker runs, in order (the order matters only within one tick)."""
+    return core_duties()
+
+
+def run_pass(
+    rt: Runtime, duties: list[Duty], state: WorkerState, force: bool = False
+) -> dict[str, int]:
+    """Run every duty that is due (or all of them with `force`); returns work counts."""
+    counts: dict[str, int] = {}
     now = time.monotonic()
-    if rt.settings.btc_rate_sources and now - state.last_rate_refresh >= RATE_REFRESH_SECONDS:
-        state.last_rate_refresh = now
-        try:
-            quote = rt.rates.refresh(utcnow())
-            rt.coordinator.cache_rate(quote, rt.settings.rate_max_age_seconds)
-        except RateUnavailableError as exc:
-            log.warning("%s", exc)
+    for duty in duties:
+        if not force and now < duty.next_due:
+            continue
+        duty.next_due = now + duty.interval_seconds
+        if (
+            duty.leader_only
+            and rt.coordinator.acquire_lease(duty.name, state.holder, LEASE_MS) is None
+        ):
+            continue  # another worker leads this duty
+        counts[duty.name] = duty.run(rt)
     return counts
 
 
 def run_worker(settings: Settings, once: bool = False) -> int:
     rt = open_runtime(settings)
     state = WorkerState()
+    duties = all_duties(settings)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current pass", signum)
@@ -76,15 +130,15 @@ def run_worker(settings: Settings, once: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("worker %s started", state.holder)
-    backoff = PASS_INTERVAL_SECONDS
+    log.info("worker %s started: %s", state.holder, ", ".join(d.name for d in duties))
+    backoff = TICK_SECONDS
     try:
         while not state.stop.is_set():
             try:
-                counts = run_pass(rt, state)
+                counts = run_pass(rt, duties, state, force=once)
                 if any(counts.values()):
-                    log.info("pass: %s", counts)
-                backoff = PASS_INTERVAL_SECONDS
+                    log.info("pass: %s", {k: v for k, v in counts.items() if v})
+                backoff = TICK_SECONDS
             except CoordinationUnavailableError as exc:
                 # The database keeps everything; Redis is rebuilt when it is back.
                 log.warning("Redis unavailable, retrying: %s", exc)
@@ -96,7 +150,12 @@ def run_worker(settings: Settings, once: bool = False) -> int:
                 break
             state.stop.wait(backoff)
     finally:
+        for duty in duties:
+            if duty.leader_only:
+                try:
+                    rt.coordinator.release_lease(duty.name, state.holder)
+                except CoordinationUnavailableError:
+                    pass  # the lease expires by itself
         rt.close()
         log.info("worker stopped")
-    sys.stdout.flush()
     return 0

@@ -18,6 +18,7 @@ from solders.keypair import Keypair
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+import pos.model_registry  # noqa: F401 - every table, for the per-test cleanup
 from pos.coordination import Coordinator, connect
 from pos.db import Base, make_engine, make_session_factory
 from pos.migrate import upgrade

@@ -6,7 +6,7 @@ from pos import invoices
 from pos.coordination import EVENT_STREAM, Coordinator
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
-from settlement.worker import WorkerState, run_pass
+from settlement.worker import WorkerState, core_duties, run_pass
 
 import factories
 
@@ -71,14 +71,14 @@ def test_flushing_redis_loses_no_invoice(runtime: Runtime) -> None:
         )
         session.commit()
         invoices.publish_after_commit(runtime.session_factory, runtime.coordinator, session)
-    state = WorkerState()
-    run_pass(runtime, state)  # first pass on an empty epoch rebuilds once
+    state, duties = WorkerState(), core_duties()
+    run_pass(runtime, duties, state, force=True)  # first pass on an empty epoch rebuilds once
     before = {i: runtime.coordinator.get_live(i) for i in created}
 
     runtime.coordinator.client.flushall()
-    counts = run_pass(runtime, state)
+    counts = run_pass(runtime, duties, state, force=True)
 
-    assert counts["rebuilt"] == 3
+    assert counts["rebuild-if-flushed"] == 3
     after = {i: runtime.coordinator.get_live(i) for i in created}
     for invoice_id in created:
         assert after[invoice_id] is not None
@@ -106,7 +106,18 @@ def test_worker_pass_expires_and_publishes(runtime: Runtime) -> None:
         )
         invoice.expires_at = datetime.now(UTC) - timedelta(minutes=1)
         session.commit()
-    counts = run_pass(runtime, WorkerState())
-    assert counts["expired"] == 1
+    counts = run_pass(runtime, core_duties(), WorkerState(), force=True)
+    assert counts["expire-invoices"] == 1
     assert runtime.coordinator.get_live(invoice.id)["status"] == "expired"  # type: ignore[index]
     assert runtime.coordinator.cached_rate("BTC/KZT") is not None  # the refresher ran
+
+
+def test_leader_only_duty_runs_in_one_worker_at_a_time(runtime: Runtime) -> None:
+    from settlement.worker import Duty
+
+    ran: list[str] = []
+    duty = Duty("watch-chain", 0.0, lambda rt: ran.append("x") or 1, leader_only=True)
+    first, second = WorkerState(holder="a"), WorkerState(holder="b")
+    assert run_pass(runtime, [duty], first, force=True) == {"watch-chain": 1}
+    assert run_pass(runtime, [duty], second, force=True) == {}
+    assert ran == ["x"]

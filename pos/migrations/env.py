@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from pos import models  # noqa: F401 - registers every table on Base.metadata
+import pos.model_registry  # noqa: F401 - registers every table on Base.metadata
 from pos.db import Base, make_engine
 
 config = context.config

@@ -1,0 +1,8 @@
+"""Imports every module that defines tables, so `Base.metadata` knows the whole schema.
+
+Alembic's env.py and the test harness import this; add a line when a package adds models.
+"""
+
+from __future__ import annotations
+
+from pos import models  # noqa: F401
