@@ -31,8 +31,9 @@ def _page(
         .order_by(Invoice.created_at.desc())
         .limit(10)
     ).all()
+    settled_sum = cast(func.coalesce(func.sum(Invoice.price_tiyn), 0), BigInteger)
     settled_today = session.execute(
-        select(func.count(), cast(func.coalesce(func.sum(Invoice.price_tiyn), 0), BigInteger)).where(
+        select(func.count(), settled_sum).where(
             Invoice.merchant_id == merchant.id,
             Invoice.status == InvoiceStatus.SETTLED,
             Invoice.created_at >= start,

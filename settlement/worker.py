@@ -9,6 +9,7 @@ one worker at a time under a Redis lease.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -152,10 +153,8 @@ def run_worker(settings: Settings, once: bool = False) -> int:
     finally:
         for duty in duties:
             if duty.leader_only:
-                try:
+                with contextlib.suppress(CoordinationUnavailableError):  # it expires anyway
                     rt.coordinator.release_lease(duty.name, state.holder)
-                except CoordinationUnavailableError:
-                    pass  # the lease expires by itself
         rt.close()
         log.info("worker stopped")
     return 0

@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-import factories
 from pos import invoices
 from pos.models import Invoice, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement.payments import REORG_GRACE, Observation, observe_payment, reevaluate
+
+import factories
 
 
 @pytest.fixture
