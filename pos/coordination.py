@@ -12,12 +12,14 @@ Keys (prefix `cc:`; per-invoice keys carry a `{hash tag}` so a cluster keeps the
   cc:epoch           set by a rebuild; its absence tells the worker that Redis was flushed
   cc:lease:<name>    the holder of a single-leader job; cc:fence:<name> its fencing counter
   cc:rate:<pair>     the last rate quote (JSON)
+  cc:watermark:<m>   when the method's watcher last had a complete view of its chain
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -211,6 +213,14 @@ class Coordinator:
 
     def set_epoch(self, value: str) -> None:
         self._call(lambda: self.client.set(EPOCH_KEY, value))
+
+    # --- watermarks: "this watcher had a complete view of its chain at time T" ---------------
+    def set_watermark(self, method: str, at: datetime) -> None:
+        self._call(lambda: self.client.set(f"cc:watermark:{method}", at.isoformat()))
+
+    def watermark(self, method: str) -> datetime | None:
+        raw = self._call(lambda: self.client.get(f"cc:watermark:{method}"))
+        return None if raw is None else datetime.fromisoformat(str(raw))
 
     # --- leases -----------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pos import money
@@ -270,22 +270,38 @@ def mark(
     return event
 
 
-def expire_due(session: Session, now: datetime | None = None, limit: int = 500) -> list[str]:
-    """Move unpaid invoices whose window has passed to `expired`; return their ids."""
+def expire_due(
+    session: Session,
+    now: datetime | None = None,
+    limit: int = 500,
+    cutoffs: dict[PaymentMethod, datetime | None] | None = None,
+) -> list[str]:
+    """Move unpaid invoices whose window has passed to `expired`; return their ids.
+
+    `cutoffs` holds, per method, the moment its chain watcher last saw the whole chain: an
+    invoice expires only once the watcher has looked past its expiry, so a payment made in time
+    while the node was unreachable is never expired by mistake. None: the watcher has not
+    reported yet, so nothing of that method expires.
+    """
     now = now or utcnow()
+    conditions = []
+    for method in PaymentMethod:
+        cutoff = now if cutoffs is None or method not in cutoffs else cutoffs[method]
+        if cutoff is not None:
+            conditions.append(
+                and_(Invoice.method == method, Invoice.expires_at <= min(cutoff, now))
+            )
+    if not conditions:
+        return []
     due = session.scalars(
         select(Invoice)
-        .where(Invoice.status == InvoiceStatus.NEW, Invoice.expires_at <= now)
+        .where(Invoice.status == InvoiceStatus.NEW, or_(*conditions))
         .order_by(Invoice.expires_at)
         .limit(limit)
     ).all()
     for invoice in due:
         change_status(
-            session,
-            invoice,
-            InvoiceStatus.EXPIRED,
-            {"paid_atomic": invoice.amount_paid_atomic},
-            now,
+            session, invoice, InvoiceStatus.EXPIRED, {"paid_atomic": invoice.amount_paid_atomic}, now
         )
     return [invoice.id for invoice in due]
 

@@ -6,3 +6,4 @@ Alembic's env.py and the test harness import this; add a line when a package add
 from __future__ import annotations
 
 from pos import models  # noqa: F401
+from settlement import chain_state  # noqa: F401

@@ -27,6 +27,7 @@ from pos.db import utcnow
 from pos.errors import CoordinationUnavailableError, RateUnavailableError
 from pos.runtime import Runtime, open_runtime
 from pos.settings import Settings
+from pos.states import PaymentMethod
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Duty:
     interval_seconds: float
     run: Callable[[Runtime], int]
     leader_only: bool = False
+    close: Callable[[], None] | None = None  # release connections when the worker stops
     next_due: float = 0.0
 
 
@@ -67,12 +69,18 @@ def relay_events(rt: Runtime) -> int:
     return invoices.relay_unpublished(rt.session_factory, rt.coordinator)
 
 
-def expire_invoices(rt: Runtime) -> int:
-    with rt.session_factory() as session:
-        expired = invoices.expire_due(session, utcnow())
-        session.commit()
-        invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
-    return len(expired)
+def make_expire_duty(watched: frozenset[PaymentMethod] = frozenset()) -> Duty:
+    """Expire unpaid invoices; for methods in `watched` only up to their watcher's watermark."""
+
+    def expire_invoices(rt: Runtime) -> int:
+        cutoffs = {method: rt.coordinator.watermark(method.value) for method in watched}
+        with rt.session_factory() as session:
+            expired = invoices.expire_due(session, utcnow(), cutoffs=cutoffs)
+            session.commit()
+            invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
+        return len(expired)
+
+    return Duty("expire-invoices", 1.0, expire_invoices)
 
 
 def refresh_rates(rt: Runtime) -> int:
@@ -87,18 +95,26 @@ def refresh_rates(rt: Runtime) -> int:
     return 1
 
 
-def core_duties() -> list[Duty]:
+def core_duties(watched: frozenset[PaymentMethod] = frozenset()) -> list[Duty]:
     return [
         Duty("rebuild-if-flushed", 1.0, rebuild_if_flushed),
         Duty("relay-events", 1.0, relay_events),
-        Duty("expire-invoices", 1.0, expire_invoices),
+        make_expire_duty(watched),
         Duty("refresh-rates", 30.0, refresh_rates),
     ]
 
 
 def all_duties(settings: Settings) -> list[Duty]:
-    """Every duty this worker runs, in order (the order matters only within one tick)."""
-    return core_duties()
+    """Every duty this worker runs, in order (the order matters only within one tick).
+
+    Rebuild and relay come first so the watch index is complete before any watcher scans.
+    """
+    from settlement import btc_watcher
+
+    return [
+        *core_duties(watched=frozenset({PaymentMethod.BTC})),
+        btc_watcher.duty(),
+    ]
 
 
 def run_pass(
@@ -152,6 +168,8 @@ def run_worker(settings: Settings, once: bool = False) -> int:
             state.stop.wait(backoff)
     finally:
         for duty in duties:
+            if duty.close is not None:
+                duty.close()
             if duty.leader_only:
                 with contextlib.suppress(CoordinationUnavailableError):  # it expires anyway
                     rt.coordinator.release_lease(duty.name, state.holder)

@@ -53,6 +53,7 @@ class RunningNode:
             return
         self._stopping.set()
         self.server.shutdown()
+        self.server.close_connections()
         self.server.server_close()
         for t in self._threads:
             if t is not threading.current_thread():

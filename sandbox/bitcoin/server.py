@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
+import socket
 import threading
 import time
 from email.utils import formatdate
@@ -28,7 +30,28 @@ class RPCServer(ThreadingHTTPServer):
     def __init__(self, port: int, state: NodeState, user: str, password: str) -> None:
         self.state = state
         self.expected_auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        # Open keep-alive connections, so a stopped node really stops answering.
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), RPCHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut every open client connection (like a bitcoind process exiting)."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class RPCHandler(BaseHTTPRequestHandler):

@@ -43,9 +43,13 @@ class NodeState:
     def close(self) -> None:
         """Save the mempool (like bitcoind's mempool.dat), release database and sockets."""
         with self.lock:
-            raws = [self.mempool.entries[t].raw.hex() for t in self.mempool.block_order()]
+            # Entry times travel with the transactions, as in mempool.dat.
+            saved = [
+                {"hex": self.mempool.entries[t].raw.hex(), "time": self.mempool.entries[t].time}
+                for t in self.mempool.block_order()
+            ]
             tmp = self.datadir / "mempool.json.tmp"
-            tmp.write_text(json.dumps(raws))
+            tmp.write_text(json.dumps(saved))
             tmp.replace(self.datadir / "mempool.json")
             self.zmq.close()
             self.chain.close()
@@ -55,7 +59,10 @@ class NodeState:
         path = self.datadir / "mempool.json"
         if not path.exists():
             return
-        for raw_hex in json.loads(path.read_text()):
+        for item in json.loads(path.read_text()):
+            raw_hex, entry_time = (
+                (item, None) if isinstance(item, str) else (item["hex"], item["time"])
+            )
             raw = bytes.fromhex(raw_hex)
             tx = CTransaction.deserialize(raw)
             try:
@@ -63,7 +70,10 @@ class NodeState:
             except SandboxBitcoinError:
                 continue
             if not verdict.conflicts:
-                self.mempool.add(self.mempool.make_entry(tx, raw, verdict, self.chain.height))
+                entry = self.mempool.make_entry(tx, raw, verdict, self.chain.height)
+                if entry_time is not None:
+                    entry.time = int(entry_time)
+                self.mempool.add(entry)
                 self.mempool.next_sequence()
 
     # -- chain hooks (called with the lock held) -------------------------------------------
