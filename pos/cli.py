@@ -218,6 +218,21 @@ def cmd_rates_show(args: argparse.Namespace, rt: Runtime) -> int:
     return 0
 
 
+@_with_runtime
+def cmd_rescan_bitcoin(args: argparse.Namespace, rt: Runtime) -> int:
+    from settlement.btc_watcher import rewind
+
+    with rt.session_factory.begin() as session:
+        anchored = rewind(session, args.from_height)
+    _emit(
+        args,
+        {"chain": "bitcoin", "from_height": args.from_height},
+        f"the Bitcoin watcher will rescan from height {args.from_height}"
+        + ("" if anchored else " (no stored block below it: from its first stored block)"),
+    )
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from settlement.worker import run_worker
 
@@ -291,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     rates = sub.add_parser("rates", help="exchange rates").add_subparsers(dest="x", required=True)
     command(rates, "show", cmd_rates_show, "the BTC/KZT rate invoices would lock now")
 
+    rescan = sub.add_parser("rescan", help="rescan a chain").add_subparsers(dest="c", required=True)
+    p = command(rescan, "bitcoin", cmd_rescan_bitcoin, "rescan Bitcoin blocks from a height")
+    p.add_argument("--from-height", type=int, required=True)
     p = command(sub, "worker", cmd_worker, "run the settlement worker", json_flag=False)
     p.add_argument("--once", action="store_true", help="one pass, then exit (tests, cron)")
     p = command(sub, "web", cmd_web, "serve the portal with gunicorn", json_flag=False)

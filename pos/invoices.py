@@ -301,9 +301,34 @@ def expire_due(
     ).all()
     for invoice in due:
         change_status(
-            session, invoice, InvoiceStatus.EXPIRED, {"paid_atomic": invoice.amount_paid_atomic}, now
+            session,
+            invoice,
+            InvoiceStatus.EXPIRED,
+            {"paid_atomic": invoice.amount_paid_atomic},
+            now,
         )
     return [invoice.id for invoice in due]
+
+
+def unpaid_address_run(session: Session, merchant_id: int, limit: int = 100) -> int:
+    """How many of the merchant's newest derived BTC addresses in a row received nothing.
+
+    Wallets stop looking for payments after a gap of 20 unused addresses (BIP44 gap limit);
+    the merchant page warns as this run approaches it, so no payment becomes invisible in the
+    owner's own wallet.
+    """
+    paid_flags = session.scalars(
+        select(Invoice.amount_paid_atomic > 0)
+        .where(Invoice.merchant_id == merchant_id, Invoice.btc_derivation_index.is_not(None))
+        .order_by(Invoice.btc_derivation_index.desc())
+        .limit(limit)
+    ).all()
+    run = 0
+    for paid in paid_flags:
+        if paid:
+            break
+        run += 1
+    return run
 
 
 def get_invoice(session: Session, invoice_id: str, merchant_id: int | None = None) -> Invoice:

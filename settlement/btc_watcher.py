@@ -35,6 +35,7 @@ from pos.coordination import chunked
 from pos.db import utcnow
 from pos.models import Invoice, Payment, PaymentStatus
 from pos.runtime import Runtime
+from pos.settings import BitcoinNetwork
 from pos.states import InvoiceStatus
 from settlement.chain_state import ChainCursor, ScannedBlock
 from settlement.chains.bitcoin_core import BitcoinCoreClient, BlockView, TxView
@@ -57,6 +58,12 @@ KEEP_BLOCKS = 144  # a day of block hashes is far deeper than any reorg we expec
 LOOKUP_CHUNK = 2_000
 TRACKED = (PaymentStatus.SEEN, PaymentStatus.CONFIRMED, PaymentStatus.REORGED)
 FINAL_REFRESH_DEPTH = 6  # keep counting confirmations of final payments up to this depth
+CORE_CHAIN_NAMES = {
+    BitcoinNetwork.MAINNET: "main",
+    BitcoinNetwork.TESTNET: "test",
+    BitcoinNetwork.SIGNET: "signet",
+    BitcoinNetwork.REGTEST: "regtest",
+}
 
 
 def required_confirmations(invoice: Invoice) -> int:
@@ -87,6 +94,7 @@ class BitcoinWatcher:
     # Inputs of payments whose block was disconnected: a new block spending them elsewhere
     # proves a double spend.
     reorged_spends: dict[tuple[str, int], str] = field(default_factory=dict)
+    network_checked: bool = False
 
     # --- the duty ---------------------------------------------------------------------------
     def run(self, rt: Runtime) -> int:
@@ -108,7 +116,21 @@ class BitcoinWatcher:
         return result.blocks_scanned + result.payments_changed
 
     # --- one poll ---------------------------------------------------------------------------
+    def _check_network(self) -> None:
+        """Refuse to watch a node of another network than BITCOIN_NETWORK."""
+        if self.network_checked:
+            return
+        chain = self.client.chain_name()
+        expected = CORE_CHAIN_NAMES[self.rt.settings.bitcoin_network]
+        if chain != expected:
+            raise NodeAuthError(
+                f"the Bitcoin node runs {chain!r} but BITCOIN_NETWORK is "
+                f"{self.rt.settings.bitcoin_network}; refusing to watch it"
+            )
+        self.network_checked = True
+
     def poll(self, fence: int) -> PollResult:
+        self._check_network()
         epoch = self.rt.coordinator.epoch()
         if epoch is None:
             return PollResult()  # Redis was flushed: wait for the rebuild of the watch index
@@ -406,6 +428,25 @@ class BitcoinWatcher:
         if moved != 1:
             session.rollback()
             raise LostLeadershipError("a newer leader owns the bitcoin checkpoint")
+
+
+def rewind(session: Session, height: int) -> int:
+    """Make the next poll rescan from `height` (operators: `cryptocity rescan bitcoin`)."""
+    session.execute(
+        delete(ScannedBlock).where(ScannedBlock.chain == CHAIN, ScannedBlock.height >= height)
+    )
+    cursor = session.get(ChainCursor, CHAIN)
+    if cursor is None:
+        return 0
+    below = session.scalar(
+        select(ScannedBlock).where(ScannedBlock.chain == CHAIN, ScannedBlock.height == height - 1)
+    )
+    if below is None:
+        # Nothing stored below: anchor the cursor there; the fork check walks back safely.
+        session.delete(cursor)
+        return 0
+    cursor.height, cursor.block_hash = below.height, below.hash
+    return cursor.height
 
 
 def duty() -> Duty:

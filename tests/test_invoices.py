@@ -249,3 +249,15 @@ def test_events_survive_redis_being_down_and_are_relayed(
     assert invoices.relay_unpublished(runtime.session_factory, coordinator) == 1
     assert coordinator.get_live(invoice.id) is not None
     assert invoices.relay_unpublished(runtime.session_factory, coordinator) == 0
+
+
+def test_unpaid_address_run_counts_from_the_newest(runtime: Runtime, shop: Merchant) -> None:
+    ids = [_create(runtime, _request(shop.id, PaymentMethod.BTC)) for _ in range(3)]
+    with runtime.session_factory() as session:
+        assert invoices.unpaid_address_run(session, shop.id) == 3
+        invoices.get_invoice(session, ids[0]).amount_paid_atomic = 1_000
+        session.commit()
+        assert invoices.unpaid_address_run(session, shop.id) == 2
+        invoices.get_invoice(session, ids[2]).amount_paid_atomic = 1_000
+        session.commit()
+        assert invoices.unpaid_address_run(session, shop.id) == 0

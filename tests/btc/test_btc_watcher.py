@@ -14,8 +14,10 @@ from pos.models import Invoice, Merchant, Payment, PaymentStatus
 from pos.states import InvoiceStatus
 from sandbox.bitcoin.node import start_node
 from sandbox.bitcoin.wallet import RPC, ShopperWallet
+from settlement.btc_watcher import rewind
 from settlement.chain_state import ChainCursor
 from settlement.chains.bitcoin_core import btc_to_sat
+from settlement.worker import all_duties
 
 
 def _status(status: InvoiceStatus):  # type: ignore[no-untyped-def]
@@ -182,3 +184,33 @@ def test_watcher_catches_up_every_block_it_missed(world: World) -> None:
         assert cursor is not None
         assert cursor.height == rpc(world.node, "getblockcount")
         assert cursor.block_hash == rpc(world.node, "getbestblockhash")
+
+
+def test_rescan_finds_a_payment_the_index_missed(world: World) -> None:
+    invoice_id = world.invoice()
+    address = world.load(invoice_id).btc_address or ""
+    world.runtime.coordinator.unwatch("btc", [address])  # as if registered too late
+    world.pay(invoice_id)
+    height = rpc(world.node, "getblockcount") + 1
+    world.mine(1)
+    world.tick()
+    assert world.load(invoice_id).status is InvoiceStatus.NEW  # invisible to the watcher
+    world.runtime.coordinator.watch("btc", address, invoice_id)
+    with world.runtime.session_factory.begin() as session:
+        rewind(session, height)
+    invoice = world.until(invoice_id, _status(InvoiceStatus.SETTLED))
+    assert invoice.payments[0].block_height == height
+
+
+def test_a_node_of_another_network_is_refused(world: World) -> None:
+    from pos.settings import BitcoinNetwork
+
+    invoice_id = world.invoice()
+    world.pay(invoice_id)
+    world.close()
+    world.runtime.settings = world.runtime.settings.with_overrides(
+        bitcoin_network=BitcoinNetwork.TESTNET)
+    world.duties = all_duties(world.runtime.settings)  # a fresh watcher reads the new setting
+    for _ in range(3):
+        world.tick()
+    assert world.load(invoice_id).status is InvoiceStatus.NEW
