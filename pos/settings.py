@@ -37,6 +37,7 @@ class BitcoinNetwork(StrEnum):
 
 
 DEMO_BITCOIN_RPC_URL = "http://cryptocity:cryptocity@127.0.0.1:18443"
+DEMO_BITCOIN_ZMQ_URL = "tcp://127.0.0.1:28332"
 DEMO_SOLANA_RPC_URL = "http://127.0.0.1:8899"
 DEMO_SOLANA_WS_URL = "ws://127.0.0.1:8900"
 MIN_SECRET_KEY_LENGTH = 32
@@ -58,6 +59,8 @@ class Settings:
     solana_ws_url: str
     kzte_mint: str | None
     kzte_decimals: int = 6
+    # bitcoind's -zmqpubsequence endpoint: wakes the watcher at once (polling stays the floor).
+    bitcoin_zmq_url: str | None = None
     # BTC/KZT rate sources, e.g. ("sandbox",) or ("file:/srv/rates/btc_kzt.json",).
     btc_rate_sources: tuple[str, ...] = ("sandbox",)
     rate_max_age_seconds: int = 300
@@ -148,6 +151,9 @@ class Settings:
             solana_ws_url=solana_ws_url,
             kzte_mint=kzte_mint,
             kzte_decimals=kzte_decimals,
+            bitcoin_zmq_url=_zmq_url(
+                env.get("BITCOIN_ZMQ_URL", DEMO_BITCOIN_ZMQ_URL if demo else "")
+            ),
             btc_rate_sources=sources,
             rate_max_age_seconds=_parse_int(
                 env.get("RATE_MAX_AGE_SECONDS", "300"), "RATE_MAX_AGE_SECONDS", 5, 86_400
@@ -223,6 +229,14 @@ def _secret_key(raw: str | None, demo: bool, data_dir: Path) -> str:
     key_file.write_text(key)
     key_file.chmod(0o600)
     return key
+
+
+def _zmq_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    if urlsplit(raw).scheme not in ("tcp", "ipc"):
+        raise ConfigError(f"BITCOIN_ZMQ_URL must look like tcp://host:port, got {raw!r}")
+    return raw
 
 
 def _check_http_url(raw: str, name: str) -> None:

@@ -60,6 +60,7 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
         "--rpcuser", rpc.username or "cryptocity", "--rpcpassword", rpc.password or "cryptocity",
         "--datadir", str(settings.sandbox_dir / "bitcoin"),
         "--mine-interval", str(DEMO_MINE_INTERVAL_S),
+        *(["--zmqpubsequence", settings.bitcoin_zmq_url] if settings.bitcoin_zmq_url else []),
     ], env=env)
     state_file: Path = settings.sandbox_dir / "solana.json"
     state_file.unlink(missing_ok=True)

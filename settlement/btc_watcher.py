@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +39,7 @@ from pos.settings import BitcoinNetwork
 from pos.states import InvoiceStatus
 from settlement.chain_state import ChainCursor, ScannedBlock
 from settlement.chains.bitcoin_core import BitcoinCoreClient, BlockView, TxView
+from settlement.chains.bitcoin_zmq import ZmqWakeup
 from settlement.errors import (
     LostLeadershipError,
     NodeAuthError,
@@ -449,8 +450,12 @@ def rewind(session: Session, height: int) -> int:
     return cursor.height
 
 
-def duty() -> Duty:
-    """The worker duty; its watcher (and node connection) is created on first use."""
+def duty(zmq_url: str | None = None) -> Duty:
+    """The worker duty; its watcher (and node connection) is created on first use.
+
+    With `zmq_url` (bitcoind's -zmqpubsequence endpoint) a notification runs it at once;
+    without, it polls every second.
+    """
     watchers: list[BitcoinWatcher] = []
 
     def run(rt: Runtime) -> int:
@@ -458,8 +463,17 @@ def duty() -> Duty:
             watchers[:] = [BitcoinWatcher(rt, BitcoinCoreClient(rt.settings.bitcoin_rpc_url))]
         return watchers[0].run(rt)
 
+    listeners: list[ZmqWakeup] = []
+
+    def start(wake: Callable[[], None]) -> None:
+        if zmq_url:
+            listeners.append(ZmqWakeup(zmq_url, wake))
+            listeners[0].start()
+
     def close() -> None:
+        for listener in listeners:
+            listener.stop()
         for watcher in watchers:
             watcher.client.close()
 
-    return Duty("watch-bitcoin", 1.0, run, close=close)
+    return Duty("watch-bitcoin", 1.0, run, close=close, start=start)

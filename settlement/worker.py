@@ -44,6 +44,10 @@ class Duty:
     run: Callable[[Runtime], int]
     leader_only: bool = False
     close: Callable[[], None] | None = None  # release connections when the worker stops
+    # Called once at start with a function that makes this duty run at the next tick
+    # (push signals such as bitcoind's ZMQ; the interval stays the floor).
+    start: Callable[[Callable[[], None]], None] | None = None
+    woken: threading.Event = field(default_factory=threading.Event)
     next_due: float = 0.0
 
 
@@ -51,6 +55,7 @@ class Duty:
 class WorkerState:
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     stop: threading.Event = field(default_factory=threading.Event)
+    tick: threading.Event = field(default_factory=threading.Event)  # wakes the main loop
 
 
 def rebuild_if_flushed(rt: Runtime) -> int:
@@ -113,7 +118,7 @@ def all_duties(settings: Settings) -> list[Duty]:
 
     return [
         *core_duties(watched=frozenset({PaymentMethod.BTC})),
-        btc_watcher.duty(),
+        btc_watcher.duty(settings.bitcoin_zmq_url),
     ]
 
 
@@ -124,8 +129,9 @@ def run_pass(
     counts: dict[str, int] = {}
     now = time.monotonic()
     for duty in duties:
-        if not force and now < duty.next_due:
+        if not force and now < duty.next_due and not duty.woken.is_set():
             continue
+        duty.woken.clear()
         duty.next_due = now + duty.interval_seconds
         if (
             duty.leader_only
@@ -136,6 +142,14 @@ def run_pass(
     return counts
 
 
+def _waker(duty: Duty, state: WorkerState) -> Callable[[], None]:
+    def wake() -> None:
+        duty.woken.set()
+        state.tick.set()
+
+    return wake
+
+
 def run_worker(settings: Settings, once: bool = False) -> int:
     rt = open_runtime(settings)
     state = WorkerState()
@@ -144,9 +158,13 @@ def run_worker(settings: Settings, once: bool = False) -> int:
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current pass", signum)
         state.stop.set()
+        state.tick.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    for duty in duties:
+        if duty.start is not None:
+            duty.start(_waker(duty, state))
     log.info("worker %s started: %s", state.holder, ", ".join(d.name for d in duties))
     backoff = TICK_SECONDS
     try:
@@ -165,7 +183,8 @@ def run_worker(settings: Settings, once: bool = False) -> int:
                 backoff = min(backoff * 2, 30.0)
             if once:
                 break
-            state.stop.wait(backoff)
+            state.tick.wait(backoff)
+            state.tick.clear()
     finally:
         for duty in duties:
             if duty.close is not None:

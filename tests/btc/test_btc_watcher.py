@@ -11,8 +11,9 @@ from btc_harness import World, coins_of, double_spend, rpc
 from sqlalchemy import select, update
 
 from pos.models import Invoice, Merchant, Payment, PaymentStatus
+from pos.runtime import Runtime
 from pos.states import InvoiceStatus
-from sandbox.bitcoin.node import start_node
+from sandbox.bitcoin.node import MINER_ADDRESS, start_node
 from sandbox.bitcoin.wallet import RPC, ShopperWallet
 from settlement.btc_watcher import rewind
 from settlement.chain_state import ChainCursor
@@ -209,8 +210,35 @@ def test_a_node_of_another_network_is_refused(world: World) -> None:
     world.pay(invoice_id)
     world.close()
     world.runtime.settings = world.runtime.settings.with_overrides(
-        bitcoin_network=BitcoinNetwork.TESTNET)
+        bitcoin_network=BitcoinNetwork.TESTNET
+    )
     world.duties = all_duties(world.runtime.settings)  # a fresh watcher reads the new setting
     for _ in range(3):
         world.tick()
     assert world.load(invoice_id).status is InvoiceStatus.NEW
+
+
+def test_zmq_sequence_wakes_the_watcher(runtime: Runtime, tmp_path: Path) -> None:
+    import socket as sockets
+    import threading
+
+    from settlement.btc_watcher import duty
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    node = start_node(tmp_path / "zmq-node", rpcport=0, zmqpubsequence=endpoint)
+    woken = threading.Event()
+    watcher = duty(endpoint)
+    try:
+        assert watcher.start is not None
+        watcher.start(woken.set)
+        deadline = time.monotonic() + 20
+        while not woken.is_set() and time.monotonic() < deadline:
+            rpc(node, "generatetoaddress", 1, MINER_ADDRESS)  # a block: a `sequence` message
+            woken.wait(0.5)
+        assert woken.is_set()
+    finally:
+        if watcher.close is not None:
+            watcher.close()
+        node.stop()
