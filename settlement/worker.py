@@ -114,11 +114,14 @@ def all_duties(settings: Settings) -> list[Duty]:
 
     Rebuild and relay come first so the watch index is complete before any watcher scans.
     """
-    from settlement import btc_watcher
+    # Imported here: these modules import Duty from this one.
+    from settlement import btc_watcher, kzte_watcher, webhooks
 
     return [
-        *core_duties(watched=frozenset({PaymentMethod.BTC})),
+        *core_duties(watched=frozenset({PaymentMethod.BTC, PaymentMethod.KZTE})),
         btc_watcher.duty(settings.bitcoin_zmq_url),
+        kzte_watcher.duty(),
+        *webhooks.duty(),
     ]
 
 

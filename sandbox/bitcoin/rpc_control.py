@@ -107,8 +107,11 @@ def validateaddress(state: NodeState, args: list[Any]) -> Any:
 
 def stop(state: NodeState, args: list[Any]) -> Any:
     """RPC ``stop`` with Bitcoin Core's parameters and result shape."""
+    # Like bitcoind, answer first and shut down a moment later, so the caller gets its reply.
     for hook in state.stop_hooks:
-        threading.Thread(target=hook, daemon=True).start()
+        timer = threading.Timer(0.2, hook)
+        timer.daemon = True
+        timer.start()
     return "Bitcoin Core stopping"
 
 

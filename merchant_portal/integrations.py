@@ -1,0 +1,199 @@
+"""The owner's integration pages: API keys (shown once), webhooks and their delivery log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from merchant_portal.context import client_ip, db, settings
+from merchant_portal.security import require_role
+from pos import integrations
+from pos.errors import PosError, ValidationError
+from pos.integrations import (
+    WEBHOOK_EVENT_TYPES,
+    ApiKey,
+    Scope,
+    Webhook,
+    WebhookDelivery,
+)
+from pos.models import InvoiceEvent
+
+bp = Blueprint("integrations", __name__, url_prefix="/merchant/integrations")
+DELIVERY_LOG_SIZE = 50
+
+
+def _merchant_id() -> int:
+    merchant_id: int = current_user.merchant_id
+    return merchant_id
+
+
+def _index(
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    new_token: str | None = None,
+    new_key: ApiKey | None = None,
+) -> tuple[str, int]:
+    session = db()
+    keys = session.scalars(
+        select(ApiKey).where(ApiKey.merchant_id == _merchant_id()).order_by(ApiKey.id.desc())
+    ).all()
+    hooks = session.scalars(
+        select(Webhook).where(Webhook.merchant_id == _merchant_id()).order_by(Webhook.id)
+    ).all()
+    page = render_template(
+        "integrations/index.html",
+        keys=keys,
+        hooks=hooks,
+        scopes=[s.value for s in Scope],
+        event_types=WEBHOOK_EVENT_TYPES,
+        errors=errors or {},
+        new_token=new_token,
+        new_key=new_key,
+        default_rate=integrations.DEFAULT_RATE_LIMIT_PER_MINUTE,
+    )
+    return page, status
+
+
+def _field_error(exc: PosError) -> dict[str, str]:
+    field = exc.field if isinstance(exc, ValidationError) and exc.field else "form"
+    return {field: str(exc)}
+
+
+@bp.get("/")
+@require_role("owner")
+def index() -> tuple[str, int]:
+    return _index()
+
+
+@bp.post("/keys")
+@require_role("owner")
+def create_key() -> tuple[str, int]:
+    session = db()
+    raw_rate = request.form.get("rate_limit_per_minute", "").strip()
+    try:
+        if not raw_rate.isdigit():
+            raise ValidationError("the rate limit is a whole number", field="rate_limit_per_minute")
+        key, token = integrations.create_api_key(
+            session,
+            _merchant_id(),
+            request.form.get("name", ""),
+            request.form.getlist("scopes"),
+            int(raw_rate),
+            actor_user_id=current_user.id,
+        )
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _index(400, _field_error(exc))
+    # Rendered, not flashed: the token must never sit in the session cookie.
+    return _index(201, new_token=token, new_key=key)
+
+
+@bp.post("/keys/<int:key_id>/revoke")
+@require_role("owner")
+def revoke_key(key_id: int) -> Response:
+    session = db()
+    key = integrations.get_api_key(session, key_id, _merchant_id())
+    integrations.revoke_api_key(session, key, current_user.id)
+    session.commit()
+    flash(f"Key {key.prefix} revoked.")
+    return redirect(url_for("integrations.index"))
+
+
+@bp.post("/webhooks")
+@require_role("owner")
+def create_webhook() -> Response | tuple[str, int]:
+    session = db()
+    try:
+        hook = integrations.create_webhook(
+            session,
+            settings(),
+            _merchant_id(),
+            request.form.get("url", ""),
+            request.form.getlist("event_types"),
+            actor_user_id=current_user.id,
+        )
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _index(400, _field_error(exc))
+    return redirect(url_for("integrations.webhook", webhook_id=hook.id))
+
+
+def _webhook_page(
+    hook: Webhook, status: int = 200, errors: dict[str, str] | None = None
+) -> tuple[str, int]:
+    rows = (
+        db()
+        .execute(
+            select(WebhookDelivery, InvoiceEvent.type, InvoiceEvent.invoice_id)
+            .join(InvoiceEvent, InvoiceEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.webhook_id == hook.id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(DELIVERY_LOG_SIZE)
+        )
+        .all()
+    )
+    page = render_template(
+        "integrations/webhook.html",
+        hook=hook,
+        deliveries=rows,
+        event_types=WEBHOOK_EVENT_TYPES,
+        errors=errors or {},
+    )
+    return page, status
+
+
+@bp.get("/webhooks/<int:webhook_id>")
+@require_role("owner")
+def webhook(webhook_id: int) -> tuple[str, int]:
+    return _webhook_page(integrations.get_webhook(db(), webhook_id, _merchant_id()))
+
+
+@bp.post("/webhooks/<int:webhook_id>")
+@require_role("owner")
+def update_webhook(webhook_id: int) -> Response | tuple[str, int]:
+    session = db()
+    hook = integrations.get_webhook(session, webhook_id, _merchant_id())
+    try:
+        integrations.update_webhook(
+            session,
+            settings(),
+            hook,
+            request.form.get("url", ""),
+            request.form.getlist("event_types"),
+            request.form.get("active") == "on",
+            actor_user_id=current_user.id,
+        )
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _webhook_page(
+            integrations.get_webhook(session, webhook_id, _merchant_id()), 400, _field_error(exc)
+        )
+    flash("Webhook saved.")
+    return redirect(url_for("integrations.webhook", webhook_id=hook.id))
+
+
+@bp.post("/webhooks/<int:webhook_id>/delete")
+@require_role("owner")
+def delete_webhook(webhook_id: int) -> Response:
+    session = db()
+    hook = integrations.get_webhook(session, webhook_id, _merchant_id())
+    integrations.delete_webhook(session, hook, current_user.id)
+    session.commit()
+    flash("Webhook deleted.")
+    return redirect(url_for("integrations.index"))
+
+
+@bp.post("/deliveries/<int:delivery_id>/redeliver")
+@require_role("owner")
+def redeliver(delivery_id: int) -> Response:
+    session = db()
+    delivery = integrations.get_delivery(session, delivery_id, _merchant_id())
+    integrations.redeliver(session, delivery, _merchant_id(), current_user.id, client_ip())
+    session.commit()
+    flash("Queued for redelivery; the worker sends it within seconds.")
+    return redirect(url_for("integrations.webhook", webhook_id=delivery.webhook_id))
