@@ -36,11 +36,17 @@ def create_app(
     app.extensions["cryptocity"] = runtime
 
     from merchant_portal import (
+        api,
         auth,
         checkout,
+        choice,
         errors,
         health,
+        i18n,
+        integrations,
         merchant,
+        merchant_invoices,
+        merchant_staff,
         operator,
         security,
         terminal,
@@ -51,8 +57,23 @@ def create_app(
     login_manager.init_app(app)
     security.init_app(app)
     errors.init_app(app)
-    for blueprint in (health.bp, auth.bp, terminal.bp, merchant.bp, operator.bp, checkout.bp):
+    i18n.init_app(app)
+    blueprints = (
+        health.bp,
+        i18n.bp,
+        auth.bp,
+        terminal.bp,
+        choice.bp,
+        merchant.bp,
+        merchant_staff.bp,
+        merchant_invoices.bp,
+        operator.bp,
+        checkout.bp,
+        integrations.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    api.init_app(app)  # mounts /api/v1 and exempts only that blueprint from CSRF
 
     @app.teardown_appcontext
     def _close_db(_exc: BaseException | None) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -97,14 +98,18 @@ def login() -> Response | str | tuple[str, int]:
     wait = login_blocked_for(ip, email)
     if wait:
         minutes = (wait + 59) // 60
-        message = f"Too many sign-in attempts. Try again in {minutes} minute(s)."
+        message = gettext(
+            "Too many sign-in attempts. Try again in %(minutes)s minute(s).", minutes=minutes
+        )
         return render_template("login.html", email=email, error=message), 429
     user = accounts.authenticate(db(), email, password)
     if user is None:
         record_login_failure(ip, email)
         accounts.audit(db(), "auth.login_failed", ip=ip, detail={"email": email[:254]})
         db().commit()
-        return render_template("login.html", email=email, error="Wrong e-mail or password."), 401
+        return render_template(
+            "login.html", email=email, error=gettext("Wrong e-mail or password.")
+        ), 401
     clear_login_failures(ip, email)
     accounts.audit(db(), "auth.login", actor_user_id=user.id, merchant_id=user.merchant_id, ip=ip)
     db().commit()
@@ -118,5 +123,5 @@ def login() -> Response | str | tuple[str, int]:
 def logout() -> Response:
     logout_user()
     session.clear()
-    flash("You are signed out.")
+    flash(gettext("You are signed out."))
     return redirect(url_for("auth.login"))

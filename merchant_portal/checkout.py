@@ -1,51 +1,108 @@
-"""The shopper's public checkout page `/i/<invoice id>`: QR, amount, live status."""
+"""The shopper's public checkout `/i/<invoice id>`: QR, amounts, live status and the receipt.
+
+The invoice id is 100 random bits, so knowing it is the shopper's right to see the page; the
+pages show nothing a receipt would not.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, render_template
+from typing import Any
 
-from merchant_portal.context import coordinator, db, settings
+from flask import Blueprint, Response, current_app, render_template, request
+
+from merchant_portal.context import coordinator, db, runtime, settings
+from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money
 from pos.invoice_view import crypto_decimals, crypto_symbol, payment_uri, remaining_atomic
+from pos.models import Invoice
 from pos.qr import qr_svg
+from pos.states import InvoiceStatus, PaymentMethod
 
 bp = Blueprint("checkout", __name__, url_prefix="/i")
+
+RECEIPT_WIDTHS = ("58", "80")
+
+
+def checkout_context(invoice: Invoice) -> dict[str, Any]:
+    """Everything the checkout and terminal QR screens show about an invoice."""
+    cfg = settings()
+    decimals = crypto_decimals(invoice, cfg)
+    remaining = remaining_atomic(invoice)
+    address = invoice.btc_address if invoice.method is PaymentMethod.BTC else invoice.kzte_recipient
+    return {
+        "invoice": invoice,
+        "uri": payment_uri(invoice, cfg, invoice.merchant.name),
+        "address": address or "",
+        "symbol": crypto_symbol(invoice),
+        "due": money.format_units(invoice.amount_due_atomic, decimals),
+        "paid": money.format_units(invoice.amount_paid_atomic, decimals),
+        "remaining": money.format_units(remaining or invoice.amount_due_atomic, decimals),
+        "partly_paid": invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic > 0,
+        "price": money.format_kzt(invoice.price_tiyn),
+        "rate": invoice.rate,
+        "merchant_name": invoice.merchant.name,
+        "expires_ts": int(invoice.expires_at.timestamp()),
+        "is_paid": invoice.status in (InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED),
+    }
 
 
 @bp.get("/<invoice_id>")
 def show(invoice_id: str) -> str:
     invoice = invoices.get_invoice(db(), invoice_id)
-    uri = payment_uri(invoice, settings(), invoice.merchant.name)
-    decimals = crypto_decimals(invoice, settings())
-    return render_template(
-        "checkout.html",
-        invoice=invoice,
-        uri=uri,
-        symbol=crypto_symbol(invoice),
-        due=money.format_units(invoice.amount_due_atomic, decimals),
-        remaining=money.format_units(remaining_atomic(invoice), decimals),
-        price=money.format_kzt(invoice.price_tiyn),
-        merchant_name=invoice.merchant.name,
-    )
+    return render_template("checkout.html", **checkout_context(invoice))
 
 
 @bp.get("/<invoice_id>/qr.svg")
 def qr(invoice_id: str) -> Response:
     invoice = invoices.get_invoice(db(), invoice_id)
     svg = qr_svg(payment_uri(invoice, settings(), invoice.merchant.name))
-    return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=60"})
+    # The URI changes after a partial payment (it asks for the rest): never cache it long.
+    return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
 
 @bp.get("/<invoice_id>/status.json")
 def status(invoice_id: str) -> dict[str, object]:
-    live = invoices.live_view(db(), coordinator(), invoice_id)
-    flags = [f for f in live.get("flags", "").split(",") if f]
-    return {
-        "id": invoice_id,
-        "status": live["status"],
-        "flags": flags,
-        "paid_atomic": int(live["paid"]),
-        "due_atomic": int(live["due"]),
-        "expires_at": int(live["exp"]),
-        "version": int(live["version"]),
-    }
+    """The polling fallback of the live pages."""
+    return live_payload(runtime().session_factory, coordinator(), invoice_id)
+
+
+@bp.get("/<invoice_id>/events")
+def events(invoice_id: str) -> Response:
+    """Server-Sent Events: the invoice's live state now and after each of its events."""
+    invoices.get_invoice(db(), invoice_id)  # 404 before the stream opens
+    db().close()  # the stream may last minutes: give the connection back to the pool
+    rt = runtime()
+    lifetime = float(current_app.config.get("SSE_LIFETIME_SECONDS", LIFETIME_SECONDS))
+    stream = invoice_events(rt.session_factory, rt.coordinator, invoice_id, lifetime)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@bp.get("/<invoice_id>/receipt")
+def receipt(invoice_id: str) -> str:
+    """A printable receipt (58 or 80 mm thermal paper) with the transaction ids."""
+    invoice = invoices.get_invoice(db(), invoice_id)
+    width = request.args.get("width", "80")
+    context = checkout_context(invoice)
+    decimals = crypto_decimals(invoice, settings())
+    payments = [
+        {
+            "txid": p.txid,
+            "output_index": p.output_index,
+            "chain": p.chain,
+            "amount": money.format_units(p.amount_atomic, decimals),
+            "status": p.status.value,
+            "confirmations": p.confirmations,
+        }
+        for p in invoice.payments
+    ]
+    return render_template(
+        "receipt.html",
+        payments=payments,
+        width=width if width in RECEIPT_WIDTHS else "80",
+        widths=RECEIPT_WIDTHS,
+        **context,
+    )

@@ -57,6 +57,10 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         status = error.code or 500
         message = error.description or error.name
+        if request.path.startswith("/api/v1/"):
+            from merchant_portal.api.errors import error_response, http_error_code
+
+            return error_response(status, http_error_code(status), message)
         if _wants_json():
             return {"error": error.name, "message": message}, status
         return render_template("error.html", status=status, message=message), status

@@ -1,39 +1,231 @@
-"""The owner's pages: profile, payment setup and recent invoices (issue 7 grows this)."""
+"""The owner's pages: the dashboard and the onboarding wizard (profile, BTC, Solana, policies).
+
+Every change of a key or policy leaves an audit row. Keys are validated by the domain parsers,
+and the owner sees the first BIP84 addresses before an account key is saved, to compare them
+with the wallet that will receive the money.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from werkzeug.wrappers import Response
 
-from merchant_portal.context import db, settings
+from merchant_portal.context import client_ip, db, settings
+from merchant_portal.forms import field_error, form_values, parse_int, parse_percent_bp
 from merchant_portal.security import require_role
-from pos import money
-from pos.methods.bitcoin import first_addresses
-from pos.models import Invoice, Merchant
+from pos import accounts, money
+from pos.errors import PosError, ValidationError
+from pos.methods import bitcoin, kzte
+from pos.models import ALLOWED_CONFIRMATIONS, Invoice, Merchant, Payment
+from pos.states import PaymentMethod
 
 bp = Blueprint("merchant", __name__, url_prefix="/merchant")
+
+STEPS = ("profile", "bitcoin", "solana", "policies")
+GAP_SCAN = 500  # how far back the gap check looks; a wallet only needs the top 20
+
+
+def own_merchant() -> Merchant:
+    merchant = db().get(Merchant, current_user.merchant_id)
+    assert merchant is not None  # owners always belong to a merchant
+    return merchant
+
+
+def unpaid_gap(merchant_id: int) -> int:
+    """How many of the newest derived BTC addresses in a row never received anything.
+
+    Wallets stop looking after GAP_LIMIT (20) unused addresses, so past that the owner's wallet
+    may not show money sent to newer ones until its gap limit is raised.
+    """
+    has_payment = exists().where(Payment.invoice_id == Invoice.id)
+    rows = (
+        db()
+        .execute(
+            select(Invoice.btc_derivation_index, has_payment)
+            .where(
+                Invoice.merchant_id == merchant_id,
+                Invoice.method == PaymentMethod.BTC,
+                Invoice.btc_derivation_index.is_not(None),
+            )
+            .order_by(Invoice.btc_derivation_index.desc())
+            .limit(GAP_SCAN)
+        )
+        .all()
+    )
+    gap = 0
+    for _index, paid in rows:
+        if paid:
+            break
+        gap += 1
+    return gap
+
+
+def _audit(action: str, merchant: Merchant, detail: dict[str, object]) -> None:
+    accounts.audit(
+        db(),
+        action,
+        actor_user_id=current_user.id,
+        merchant_id=merchant.id,
+        ip=client_ip(),
+        detail=detail,
+    )
 
 
 @bp.get("/")
 @require_role("owner")
 def index() -> str:
-    session = db()
-    merchant = session.get(Merchant, current_user.merchant_id)
-    assert merchant is not None
+    merchant = own_merchant()
     addresses = (
-        first_addresses(merchant.btc_xpub, settings().bitcoin_network) if merchant.btc_xpub else []
+        bitcoin.first_addresses(merchant.btc_xpub, settings().bitcoin_network)
+        if merchant.btc_xpub
+        else []
     )
-    recent = session.scalars(
-        select(Invoice)
-        .where(Invoice.merchant_id == merchant.id)
-        .order_by(Invoice.created_at.desc())
-        .limit(25)
-    ).all()
+    gap = unpaid_gap(merchant.id) if merchant.btc_xpub else 0
     return render_template(
         "merchant.html",
         merchant=merchant,
         addresses=addresses,
-        recent=recent,
+        gap=gap,
+        gap_limit=bitcoin.GAP_LIMIT,
         format_kzt=money.format_kzt,
+        steps=STEPS,
+    )
+
+
+@bp.get("/setup")
+@require_role("owner")
+def setup() -> Response:
+    merchant = own_merchant()
+    if not merchant.btc_xpub:
+        return redirect(url_for("merchant.step", step="bitcoin"))
+    if not merchant.solana_wallet:
+        return redirect(url_for("merchant.step", step="solana"))
+    return redirect(url_for("merchant.step", step="profile"))
+
+
+def _next(step: str) -> str:
+    position = STEPS.index(step)
+    if position + 1 < len(STEPS):
+        return url_for("merchant.step", step=STEPS[position + 1])
+    return url_for("merchant.index")
+
+
+def _render_step(
+    step: str,
+    merchant: Merchant,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    preview: list[str] | None = None,
+) -> str:
+    return render_template(
+        "merchant_setup.html",
+        step=step,
+        steps=STEPS,
+        merchant=merchant,
+        errors=errors or {},
+        form=form or {},
+        preview=preview or [],
+        confirmations=ALLOWED_CONFIRMATIONS,
+        network=settings().bitcoin_network.value,
+        format_kzt=money.format_kzt,
+    )
+
+
+@bp.get("/setup/<step>")
+@require_role("owner")
+def step(step: str) -> str:
+    if step not in STEPS:
+        abort(404)
+    merchant = own_merchant()
+    form = {
+        "name": merchant.name,
+        "btc_xpub": merchant.btc_xpub or "",
+        "solana_wallet": merchant.solana_wallet or "",
+        "confirmations_required": str(merchant.confirmations_required),
+        "expiry_minutes": str(merchant.expiry_minutes),
+        "tolerance_percent": f"{merchant.tolerance_bp / 100:g}",
+        "zero_conf_limit": money.format_kzt(merchant.zero_conf_limit_tiyn).replace("\u202f", ""),
+    }
+    return _render_step(step, merchant, form=form)
+
+
+@bp.post("/setup/<step>")
+@require_role("owner")
+def save_step(step: str) -> Response | tuple[str, int] | str:
+    if step not in STEPS:
+        abort(404)
+    merchant = own_merchant()
+    session = db()
+    form = form_values(
+        (
+            "name",
+            "btc_xpub",
+            "confirm",
+            "action",
+            "solana_wallet",
+            "confirmations_required",
+            "expiry_minutes",
+            "tolerance_percent",
+            "zero_conf_limit",
+        )
+    )
+    try:
+        if step == "profile":
+            _save_profile(merchant, form)
+        elif step == "bitcoin":
+            key = bitcoin.parse_account_xpub(form["btc_xpub"], settings().bitcoin_network)
+            if form["action"] != "save" or form["confirm"] != "yes":
+                preview = bitcoin.first_addresses(key.text, settings().bitcoin_network)
+                errors = {}
+                if form["action"] == "save":
+                    errors["confirm"] = "tick the box once the addresses match your wallet"
+                session.rollback()
+                status = 400 if errors else 200
+                return _render_step(step, merchant, errors, form, preview), status
+            if key.text != merchant.btc_xpub:
+                merchant.btc_xpub = key.text
+                _audit("merchant.btc_xpub_set", merchant, {"kind": key.kind})
+        elif step == "solana":
+            wallet = kzte.parse_wallet(form["solana_wallet"])
+            if wallet != merchant.solana_wallet:
+                merchant.solana_wallet = wallet
+                _audit("merchant.solana_wallet_set", merchant, {"wallet": wallet})
+        else:
+            _save_policies(merchant, form)
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _render_step(step, own_merchant(), field_error(exc), form), 400
+    return redirect(_next(step))
+
+
+def _save_profile(merchant: Merchant, form: dict[str, str]) -> None:
+    name = form["name"]
+    if not 2 <= len(name) <= 120:
+        raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
+    if name != merchant.name:
+        _audit("merchant.profile_changed", merchant, {"from": merchant.name, "to": name})
+        merchant.name = name
+
+
+def _save_policies(merchant: Merchant, form: dict[str, str]) -> None:
+    confirmations = parse_int(
+        form["confirmations_required"], "confirmations_required", 0, 6, "confirmations"
+    )
+    expiry = parse_int(form["expiry_minutes"], "expiry_minutes", 1, 1440, "expiry")
+    tolerance_bp = parse_percent_bp(form["tolerance_percent"], "tolerance_bp", 1000)
+    try:
+        zero_conf_tiyn = money.parse_kzt(form["zero_conf_limit"] or "0")
+    except ValidationError as exc:
+        raise ValidationError(str(exc), field="zero_conf_limit_tiyn") from None
+    accounts.set_policies(
+        db(),
+        merchant,
+        confirmations_required=confirmations,
+        expiry_minutes=expiry,
+        tolerance_bp=tolerance_bp,
+        zero_conf_limit_tiyn=zero_conf_tiyn,
+        actor_user_id=current_user.id,
     )

@@ -1,37 +1,171 @@
-"""The city operator's console: the merchant registry (issue 7 and 8 grow this)."""
+"""The city operator's console: the zone overview and the merchant registry.
+
+Registering creates a pending merchant and its owner (with a one-time password shown once);
+approving activates it; suspending (a reason is required) stops new invoices at once while
+open ones still settle. Every status change leaves an audit row. The ledger reports of the
+settlement package add their own pages; the overview links every `reports.*` page it finds.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
+from werkzeug.wrappers import Response
 
-from merchant_portal.context import db
+from merchant_portal.context import db, settings
+from merchant_portal.forms import field_error, form_values
+from merchant_portal.merchant_staff import one_time_password
 from merchant_portal.security import require_role
-from pos import money
-from pos.models import Invoice, Merchant
+from pos import accounts, money
+from pos.errors import PosError, ValidationError
+from pos.models import AuditLog, Invoice, Merchant, MerchantStatus, Role
 from pos.states import InvoiceStatus
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
+
+# action -> (allowed from, to, reason required)
+ACTIONS: dict[str, tuple[frozenset[MerchantStatus], MerchantStatus, bool]] = {
+    "approve": (frozenset({MerchantStatus.PENDING}), MerchantStatus.ACTIVE, False),
+    "suspend": (
+        frozenset({MerchantStatus.PENDING, MerchantStatus.ACTIVE}),
+        MerchantStatus.SUSPENDED,
+        True,
+    ),
+    "reactivate": (frozenset({MerchantStatus.SUSPENDED}), MerchantStatus.ACTIVE, True),
+}
+
+
+def report_links() -> list[tuple[str, str]]:
+    """(path, label) of every argument-free GET page the reports blueprint registered."""
+    links = []
+    for rule in current_app.url_map.iter_rules():
+        if (
+            rule.endpoint.startswith("reports.")
+            and not rule.arguments
+            and "GET" in (rule.methods or ())
+        ):
+            label = rule.rule.rstrip("/").rsplit("/", 1)[-1] or "reports"
+            links.append((rule.rule, label.replace("-", " ").replace("_", " ")))
+    return sorted(links)
 
 
 @bp.get("/")
 @require_role("operator")
 def index() -> str:
+    """The zone at a glance: merchants by status, invoices by status, today's volume."""
     session = db()
+    merchants_by_status = dict(
+        session.execute(select(Merchant.status, func.count()).group_by(Merchant.status)).all()
+    )
+    settled_sum = cast(func.coalesce(func.sum(Invoice.price_tiyn), 0), BigInteger)
+    invoices_by_status = {
+        status: (int(count), int(total))
+        for status, count, total in session.execute(
+            select(Invoice.status, func.count(), settled_sum).group_by(Invoice.status)
+        ).all()
+    }
+    recent_audit = session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(15)).all()
+    return render_template(
+        "operator.html",
+        merchants_by_status=merchants_by_status,
+        invoices_by_status=invoices_by_status,
+        statuses=list(InvoiceStatus),
+        merchant_statuses=list(MerchantStatus),
+        recent_audit=recent_audit,
+        report_links=report_links(),
+        format_kzt=money.format_kzt,
+    )
+
+
+def _registry(
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    shown_password: tuple[str, str] | None = None,
+) -> str:
+    session = db()
+    paid = Invoice.status.in_([InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED])
     rows = session.execute(
         select(
             Merchant,
             func.count(Invoice.id),
             # PostgreSQL's SUM(bigint) is NUMERIC; cast back so money stays an int.
-            cast(
-                func.coalesce(
-                    func.sum(Invoice.price_tiyn).filter(Invoice.status == InvoiceStatus.SETTLED), 0
-                ),
-                BigInteger,
-            ),
+            cast(func.coalesce(func.sum(Invoice.price_tiyn).filter(paid), 0), BigInteger),
         )
         .outerjoin(Invoice, Invoice.merchant_id == Merchant.id)
         .group_by(Merchant.id)
         .order_by(Merchant.name)
     ).all()
-    return render_template("operator.html", rows=rows, format_kzt=money.format_kzt)
+    return render_template(
+        "operator_merchants.html",
+        rows=rows,
+        errors=errors or {},
+        form=form or {},
+        shown_password=shown_password,
+        format_kzt=money.format_kzt,
+    )
+
+
+@bp.get("/merchants")
+@require_role("operator")
+def merchants() -> str:
+    return _registry()
+
+
+@bp.post("/merchants")
+@require_role("operator")
+def register() -> Response | tuple[str, int]:
+    form = form_values(("name", "owner_email", "owner_name"))
+    session = db()
+    password = one_time_password()
+    try:
+        merchant = accounts.create_merchant(
+            session,
+            settings(),
+            form["name"],
+            status=MerchantStatus.PENDING,
+            actor_user_id=current_user.id,
+        )
+        try:
+            owner = accounts.create_user(
+                session,
+                form["owner_email"],
+                password,
+                Role.OWNER,
+                merchant_id=merchant.id,
+                display_name=form["owner_name"][:120],
+                actor_user_id=current_user.id,
+            )
+        except ValidationError as exc:
+            field = "owner_email" if exc.field == "email" else exc.field
+            raise ValidationError(str(exc), field=field) from None
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _registry(field_error(exc), form), 400
+    page = _registry(shown_password=(owner.email, password))
+    return Response(page, headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/merchants/<int:merchant_id>/<action>")
+@require_role("operator")
+def change_status(merchant_id: int, action: str) -> Response | tuple[str, int]:
+    if action not in ACTIONS:
+        abort(404)
+    merchant = db().get(Merchant, merchant_id)
+    if merchant is None:
+        abort(404)
+    allowed_from, target, needs_reason = ACTIONS[action]
+    form = form_values(("reason",))
+    reason = form["reason"][:500]
+    errors: dict[str, str] = {}
+    if merchant.status not in allowed_from:
+        errors[f"status-{merchant.id}"] = f"a {merchant.status} merchant cannot be {action}d"
+    elif needs_reason and not reason:
+        errors[f"reason-{merchant.id}"] = "give a reason; it is kept in the audit log"
+    if errors:
+        return _registry(errors, form), 400
+    accounts.set_merchant_status(db(), merchant, target, current_user.id, reason)
+    db().commit()
+    flash(f"{merchant.name}: {target.value}.")
+    return redirect(url_for("operator.merchants"))

@@ -1,98 +1,201 @@
-"""The cashier's terminal: key in a KZT amount, pick the method, show the QR."""
+"""The cashier's terminal: keypad or cart, tip, method, then the QR screen and "paid".
+
+Every route is for cashiers and owners of one merchant; invoices of another merchant are 404.
+The keypad is JavaScript over a plain form, so the terminal still works with scripts off.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta, timezone
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
 
+from merchant_portal import choice
+from merchant_portal.checkout import checkout_context
 from merchant_portal.context import coordinator, db, runtime, settings
+from merchant_portal.forms import field_error, form_values
 from merchant_portal.security import require_role
-from pos import invoices, money
+from pos import catalog, invoices, money
 from pos.db import utcnow
-from pos.errors import PosError, ValidationError
-from pos.models import Invoice, Merchant
+from pos.errors import MerchantNotActiveError, PosError, ValidationError
+from pos.models import Invoice, Merchant, MerchantStatus
+from pos.settings import Settings
 from pos.states import InvoiceStatus, PaymentMethod
 
 bp = Blueprint("terminal", __name__, url_prefix="/terminal")
 
+TIP_PRESETS_PERCENT = (0, 5, 10, 15)
+CHOOSE = "choose"  # the shopper picks BTC or KZTE on their phone
+# The zone's civil time for "today" (Kazakhstan is UTC+5 all year since 2024).
+ZONE_TZ = timezone(timedelta(hours=5))
+FORM_FIELDS = ("amount", "description", "tip", "method", "mode")
 
-def _page(
-    merchant: Merchant, errors: dict[str, str] | None = None, form: dict[str, str] | None = None
-) -> str:
-    session = db()
-    start = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
-    recent = session.scalars(
-        select(Invoice)
-        .where(Invoice.merchant_id == merchant.id)
-        .order_by(Invoice.created_at.desc())
-        .limit(10)
-    ).all()
-    settled_sum = cast(func.coalesce(func.sum(Invoice.price_tiyn), 0), BigInteger)
-    settled_today = session.execute(
-        select(func.count(), settled_sum).where(
-            Invoice.merchant_id == merchant.id,
-            Invoice.status == InvoiceStatus.SETTLED,
-            Invoice.created_at >= start,
+
+def available_methods(merchant: Merchant) -> list[str]:
+    """The methods this merchant can take now, in the order the buttons show them."""
+    methods = []
+    if merchant.btc_xpub:
+        methods.append(PaymentMethod.BTC.value)
+    if merchant.solana_wallet and settings().kzte_mint:
+        methods.append(PaymentMethod.KZTE.value)
+    return methods
+
+
+def validate_price(cfg: Settings, price_tiyn: int) -> None:
+    """The invoice service's price rule, checked early for a deferred ("shopper chooses") sale."""
+    if price_tiyn <= 0:
+        raise ValidationError("the amount must be more than zero", field="amount")
+    if price_tiyn < cfg.min_invoice_tiyn:
+        raise ValidationError(
+            f"the smallest invoice is {money.format_kzt(cfg.min_invoice_tiyn)} ₸", field="amount"
         )
-    ).one()
-    methods = [
-        m.value
-        for m, ok in (
-            (PaymentMethod.BTC, merchant.btc_xpub),
-            (PaymentMethod.KZTE, merchant.solana_wallet),
+    if price_tiyn > cfg.max_invoice_tiyn:
+        raise ValidationError(
+            f"the largest invoice is {money.format_kzt(cfg.max_invoice_tiyn)} ₸", field="amount"
         )
-        if ok
-    ]
-    return render_template(
-        "terminal.html",
-        merchant=merchant,
-        recent=recent,
-        methods=methods,
-        today_count=settled_today[0],
-        today_tiyn=int(settled_today[1]),
-        errors=errors or {},
-        form=form or {},
-        format_kzt=money.format_kzt,
+
+
+def add_tip(price_tiyn: int, tip_text: str) -> tuple[int, int]:
+    """(total, tip) in tiyn for a preset tip percentage; the tip rounds down to the tiyn."""
+    tip_text = tip_text or "0"
+    if not tip_text.isdigit() or int(tip_text) not in TIP_PRESETS_PERCENT:
+        raise ValidationError("choose one of the tip buttons", field="tip")
+    tip_tiyn = price_tiyn * int(tip_text) // 100
+    return price_tiyn + tip_tiyn, tip_tiyn
+
+
+def today_totals(merchant_id: int, now: datetime | None = None) -> tuple[int, int, int]:
+    """(invoices created today, paid ones, paid KZT in tiyn) for the zone's calendar day."""
+    local_now = (now or utcnow()).astimezone(ZONE_TZ)
+    start = datetime.combine(local_now.date(), time.min, tzinfo=ZONE_TZ).astimezone(UTC)
+    paid = Invoice.status.in_([InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED])
+    # PostgreSQL's SUM(bigint) is NUMERIC; cast back so money stays an int.
+    paid_sum = cast(func.coalesce(func.sum(Invoice.price_tiyn).filter(paid), 0), BigInteger)
+    row = (
+        db()
+        .execute(
+            select(func.count(), func.count().filter(paid), paid_sum).where(
+                Invoice.merchant_id == merchant_id, Invoice.created_at >= start
+            )
+        )
+        .one()
     )
+    return int(row[0]), int(row[1]), int(row[2])
 
 
-def _merchant() -> Merchant:
+def current_merchant() -> Merchant:
     merchant = db().get(Merchant, current_user.merchant_id)
     assert merchant is not None  # owners and cashiers always belong to a merchant
     return merchant
 
 
+def _page(
+    merchant: Merchant,
+    template: str = "terminal.html",
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+) -> str:
+    recent = (
+        db()
+        .scalars(
+            select(Invoice)
+            .where(Invoice.merchant_id == merchant.id)
+            .order_by(Invoice.created_at.desc())
+            .limit(10)
+        )
+        .all()
+    )
+    created, paid_count, paid_tiyn = today_totals(merchant.id)
+    return render_template(
+        template,
+        merchant=merchant,
+        recent=recent,
+        methods=available_methods(merchant),
+        items=catalog.list_items(db(), merchant.id),
+        tips=TIP_PRESETS_PERCENT,
+        today_created=created,
+        today_paid=paid_count,
+        today_tiyn=paid_tiyn,
+        errors=errors or {},
+        form=form or {"tip": "0"},
+        format_kzt=money.format_kzt,
+    )
+
+
 @bp.get("/")
 @require_role("cashier", "owner")
 def index() -> str:
-    return _page(_merchant())
+    return _page(current_merchant())
+
+
+@bp.get("/cart")
+@require_role("cashier", "owner")
+def cart() -> str:
+    return _page(current_merchant(), "terminal_cart.html")
+
+
+def _cart_price(merchant: Merchant) -> tuple[int, str]:
+    quantities: dict[int, int] = {}
+    for key, value in request.form.items():
+        if key.startswith("qty-") and key[4:].isdigit():
+            text = value.strip() or "0"
+            if not text.isdigit():
+                raise ValidationError("quantities are whole numbers", field="cart")
+            quantities[int(key[4:])] = int(text)
+    lines = catalog.build_cart(db(), merchant.id, quantities)
+    return sum(line.total_tiyn for line in lines), catalog.cart_description(lines)
 
 
 @bp.post("/invoices")
 @require_role("cashier", "owner")
 def create() -> Response | tuple[str, int]:
-    merchant = _merchant()
-    form = {key: request.form.get(key, "") for key in ("amount", "method", "description")}
+    merchant = current_merchant()
+    form = form_values(FORM_FIELDS)
+    cart_mode = form["mode"] == "cart"
+    session = db()
     try:
-        if form["method"] not in (PaymentMethod.BTC.value, PaymentMethod.KZTE.value):
+        if form["method"] not in (PaymentMethod.BTC.value, PaymentMethod.KZTE.value, CHOOSE):
             raise ValidationError("choose BTC or KZTE", field="method")
+        if cart_mode:
+            base_tiyn, description = _cart_price(merchant)
+        else:
+            base_tiyn, description = money.parse_kzt(form["amount"]), form["description"][:200]
+        price_tiyn, tip_tiyn = add_tip(base_tiyn, form["tip"])
+        if tip_tiyn:
+            note = f"tip {form['tip']}%: {money.format_kzt(tip_tiyn)} ₸"
+            description = f"{description} · {note}" if description else note
+        description = description[:200]
+        if form["method"] == CHOOSE:
+            validate_price(settings(), price_tiyn)
+            if merchant.status is not MerchantStatus.ACTIVE:
+                raise MerchantNotActiveError(
+                    f"merchant {merchant.name!r} is {merchant.status}; invoices cannot be created"
+                )
+            token = choice.make_token(merchant.id, price_tiyn, description, current_user.id)
+            return redirect(url_for("choice.terminal_wait", t=token))
         request_ = invoices.InvoiceRequest(
             merchant_id=merchant.id,
-            price_tiyn=money.parse_kzt(form["amount"]),
+            price_tiyn=price_tiyn,
             method=PaymentMethod(form["method"]),
-            description=form["description"].strip()[:200],
+            description=description,
             created_by_user_id=current_user.id,
         )
-        session = db()
         invoice = invoices.create_invoice(session, settings(), runtime().rates, request_)
         session.commit()
     except PosError as exc:
-        db().rollback()
-        field = exc.field if isinstance(exc, ValidationError) and exc.field else "form"
-        return _page(merchant, {field: str(exc)}, form), 400
+        session.rollback()
+        template = "terminal_cart.html" if cart_mode else "terminal.html"
+        return _page(merchant, template, field_error(exc), form), 400
     invoices.publish_after_commit(runtime().session_factory, coordinator(), session)
-    return redirect(url_for("checkout.show", invoice_id=invoice.id))
+    return redirect(url_for("terminal.show", invoice_id=invoice.id))
+
+
+@bp.get("/invoices/<invoice_id>")
+@require_role("cashier", "owner")
+def show(invoice_id: str) -> str:
+    """The QR screen: amount in KZT and crypto, countdown, live status, then "paid"."""
+    invoice = invoices.get_invoice(db(), invoice_id, merchant_id=current_user.merchant_id)
+    return render_template("terminal_invoice.html", **checkout_context(invoice))

@@ -8,3 +8,4 @@ from __future__ import annotations
 from pos import models  # noqa: F401
 from settlement import chain_state  # noqa: F401
 from pos import integrations  # noqa: F401
+from pos import catalog  # noqa: F401

@@ -155,7 +155,7 @@ def test_owner_sees_only_their_own_invoices(
 ) -> None:
     mine, theirs = _invoice(runtime, world["shop"]), _invoice(runtime, world["other"])
     login(client, "owner@a.test", factories.PASSWORD)
-    page = client.get("/merchant/").get_data(as_text=True)
+    page = client.get("/merchant/invoices/").get_data(as_text=True)
     assert mine in page and theirs not in page
 
 
@@ -191,8 +191,10 @@ def test_terminal_creates_an_invoice_and_shows_checkout(
         "/terminal/invoices", data={"amount": "2 500", "method": "btc", "csrf_token": token}
     )
     assert response.status_code == 302
-    location = response.headers["Location"]
-    assert re.fullmatch(r"/i/[a-z0-9]{20}", location)
+    terminal_screen = response.headers["Location"]
+    assert re.fullmatch(r"/terminal/invoices/[a-z0-9]{20}", terminal_screen)
+    assert "bitcoin:bcrt1q" in client.get(terminal_screen).get_data(as_text=True)
+    location = "/i/" + terminal_screen.rsplit("/", 1)[1]
     page = client.get(location).get_data(as_text=True)
     assert "2\u202f500.00 ₸" in page and "bitcoin:bcrt1q" in page
     svg = client.get(f"{location}/qr.svg")

@@ -1,36 +1,42 @@
-// Live status for the checkout page: poll the status endpoint, count down to expiry.
+// The shopper's checkout page: live status, countdown, copy buttons.
 (function () {
   "use strict";
   var root = document.getElementById("checkout");
-  if (!root) { return; }
+  if (!root || !window.CCLive) { return; }
   var statusEl = document.getElementById("status");
-  var countdownEl = document.getElementById("countdown");
-  var expires = parseInt(root.dataset.expires, 10) * 1000;
-  var finalStates = { settled: true, expired: true, invalid: true };
+  var payBlock = document.getElementById("pay-block");
+  var paidBlock = document.getElementById("paid-block");
+  var closedBlock = document.getElementById("closed-block");
 
-  function show(status) {
-    statusEl.textContent = status;
-    statusEl.className = "status status-" + status;
-    root.dataset.status = status;
+  function show(state) {
+    var paidBefore = parseInt(root.dataset.paid, 10);
+    root.dataset.status = state.status;
+    statusEl.textContent = CCLive.label(state.status);
+    statusEl.className = "status status-" + state.status;
+    var paid = state.status === "processing" || state.status === "settled";
+    var closed = state.status === "expired" || state.status === "invalid";
+    payBlock.hidden = paid || closed;
+    paidBlock.hidden = !paid;
+    closedBlock.hidden = !closed;
+    if (state.status === "new" && state.paid_atomic !== paidBefore) {
+      // Part of the amount arrived: the page re-renders with the rest and a new QR.
+      window.location.reload();
+    }
   }
 
-  function tick() {
-    var left = Math.max(0, Math.round((expires - Date.now()) / 1000));
-    var open = root.dataset.status === "new";
-    countdownEl.textContent = open ? Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0") : "";
-  }
-
-  function poll() {
-    fetch(root.dataset.statusUrl, { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (data) { if (data) { show(data.status); } })
-      .catch(function () { /* offline for a moment: try again on the next tick */ })
-      .finally(function () {
-        if (!finalStates[root.dataset.status]) { setTimeout(poll, 2000); }
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy"), function (button) {
+    if (!navigator.clipboard) { return; }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = document.getElementById(button.dataset.copy).textContent.trim();
+      var original = button.textContent;
+      navigator.clipboard.writeText(text).then(function () {
+        button.textContent = "✓";
+        setTimeout(function () { button.textContent = original; }, 1500);
       });
-  }
+    });
+  });
 
-  setInterval(tick, 1000);
-  tick();
-  poll();
+  CCLive.countdown(root, document.getElementById("countdown"));
+  CCLive.follow(root, show);
 })();

@@ -1,0 +1,136 @@
+"""Languages: English, Russian and Kazakh (Flask-Babel), picked from a cookie or Accept-Language.
+
+Catalogs live in `merchant_portal/translations/<lang>/LC_MESSAGES/messages.po`; the compiled
+`.mo` files are committed so a till needs no build step. After editing a `.po` file run
+`python -m merchant_portal.i18n compile` (and `extract` to refresh `messages.pot`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from flask import Blueprint, Flask, redirect, request, url_for
+from flask_babel import Babel, get_locale
+from flask_babel import lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский", "kk": "Қазақша"}
+COOKIE = "lang"
+COOKIE_MAX_AGE = 365 * 86_400
+TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+
+STATUS_LABELS = {
+    "new": _l("waiting for payment"),
+    "processing": _l("paid, confirming"),
+    "settled": _l("paid"),
+    "expired": _l("expired"),
+    "invalid": _l("invalid"),
+}
+
+babel = Babel()
+bp = Blueprint("i18n", __name__)
+
+
+def select_locale() -> str:
+    """The language cookie (set by the switch) wins; else the browser's Accept-Language."""
+    chosen = request.cookies.get(COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES), default="en") or "en"
+
+
+def current_language() -> str:
+    locale = get_locale()
+    return "en" if locale is None else str(locale.language)
+
+
+def status_label(status: str) -> str:
+    """A shopper-friendly, translated name for an invoice status."""
+    label = STATUS_LABELS.get(str(status))
+    return str(status) if label is None else str(label)
+
+
+def _safe_next(target: str | None) -> str:
+    # Local paths only, like the login redirect: a switch link must not become an open redirect.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("auth.index")
+    return target
+
+
+@bp.get("/lang/<code>")
+def switch(code: str) -> Response:
+    """Remember a language in a cookie and go back to the page the shopper was on."""
+    response = redirect(_safe_next(request.args.get("next")))
+    if code in LANGUAGES:
+        response.set_cookie(
+            COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True, secure=False
+        )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(
+        app, locale_selector=select_locale, default_translation_directories="translations"
+    )
+
+    @app.context_processor
+    def _languages() -> dict[str, object]:
+        return {
+            "languages": LANGUAGES,
+            "current_language": current_language,
+            "status_label": status_label,
+        }
+
+
+def compile_catalogs(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Compile every `messages.po` below `directory` into its `messages.mo`; return the outputs."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written: list[Path] = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=po_path.parent.parent.name)
+        mo_path = po_path.with_suffix(".mo")
+        with mo_path.open("wb") as mo_file:
+            write_mo(mo_file, catalog)
+        written.append(mo_path)
+    return written
+
+
+def extract_messages(directory: Path = TRANSLATIONS_DIR) -> Path:
+    """Collect translatable strings from the Python and Jinja sources into `messages.pot`."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.pofile import write_po
+
+    catalog = Catalog(project="CryptoCity Pay")
+    method_map = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
+    options = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    root = Path(__file__).parent
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
+    for filename, lineno, message, comments, context in extract_from_dir(
+        str(root), method_map, options, keywords=keywords
+    ):
+        catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    pot = directory / "messages.pot"
+    with pot.open("wb") as out:
+        write_po(out, catalog, width=100)
+    return pot
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["compile"]:
+        for path in compile_catalogs():
+            print(path)
+        return 0
+    if argv[:1] == ["extract"]:
+        print(extract_messages())
+        return 0
+    print("usage: python -m merchant_portal.i18n compile|extract", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

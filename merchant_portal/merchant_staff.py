@@ -1,0 +1,182 @@
+"""The owner's people and products: cashiers (invite, disable, new password) and the catalog.
+
+A new cashier gets a one-time password shown once on the answer page (never stored in clear,
+never sent by mail); the owner hands it over at the counter. Another merchant's cashier or
+product answers 404.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from merchant_portal.context import client_ip, db
+from merchant_portal.forms import field_error, form_values
+from merchant_portal.security import require_role
+from pos import accounts, catalog, money
+from pos.errors import PosError, ValidationError
+from pos.models import Role, User
+from pos.passwords import hash_password
+
+bp = Blueprint("merchant_staff", __name__, url_prefix="/merchant")
+
+
+def one_time_password() -> str:
+    """16 URL-safe characters (96 bits): typed once, then changed by nobody but the owner."""
+    return secrets.token_urlsafe(12)
+
+
+def _cashiers() -> list[User]:
+    return list(
+        db().scalars(
+            select(User)
+            .where(User.merchant_id == current_user.merchant_id, User.role == Role.CASHIER)
+            .order_by(User.email)
+        )
+    )
+
+
+def _own_cashier(user_id: int) -> User:
+    user = db().get(User, user_id)
+    if user is None or user.merchant_id != current_user.merchant_id or user.role != Role.CASHIER:
+        abort(404)
+    return user
+
+
+def _render_cashiers(
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    shown_password: tuple[str, str] | None = None,
+) -> str:
+    return render_template(
+        "merchant_cashiers.html",
+        cashiers=_cashiers(),
+        errors=errors or {},
+        form=form or {},
+        shown_password=shown_password,
+    )
+
+
+def _no_store(page: str, status: int = 200) -> Response:
+    # The one-time password must not stay in a cache or the back-button history.
+    return Response(page, status=status, headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/cashiers")
+@require_role("owner")
+def cashiers() -> str:
+    return _render_cashiers()
+
+
+@bp.post("/cashiers")
+@require_role("owner")
+def invite() -> Response | tuple[str, int]:
+    form = form_values(("email", "display_name"))
+    session = db()
+    password = one_time_password()
+    try:
+        if len(form["display_name"]) > 120:
+            raise ValidationError("the name is limited to 120 characters", field="display_name")
+        user = accounts.create_user(
+            session,
+            form["email"],
+            password,
+            Role.CASHIER,
+            merchant_id=current_user.merchant_id,
+            display_name=form["display_name"],
+            actor_user_id=current_user.id,
+        )
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _render_cashiers(field_error(exc, "email"), form), 400
+    return _no_store(_render_cashiers(shown_password=(user.email, password)))
+
+
+@bp.post("/cashiers/<int:user_id>/<action>")
+@require_role("owner")
+def change_cashier(user_id: int, action: str) -> Response:
+    if action not in ("disable", "enable", "reset"):
+        abort(404)
+    user = _own_cashier(user_id)
+    session = db()
+
+    def audit(name: str) -> None:
+        accounts.audit(
+            session,
+            name,
+            actor_user_id=current_user.id,
+            merchant_id=user.merchant_id,
+            ip=client_ip(),
+            detail={"user_id": user.id},
+        )
+
+    if action == "reset":
+        password = one_time_password()
+        user.password_hash = hash_password(password)
+        user.active = True
+        audit("user.password_reset")
+        session.commit()
+        return _no_store(_render_cashiers(shown_password=(user.email, password)))
+    user.active = action == "enable"
+    audit(f"user.{action}d")
+    session.commit()
+    flash(f"{user.email}: {'enabled' if user.active else 'disabled'}.")
+    return redirect(url_for("merchant_staff.cashiers"))
+
+
+# --- products (the terminal's cart mode) ---------------------------------------------------
+
+
+def _render_products(
+    errors: dict[str, str] | None = None, form: dict[str, str] | None = None
+) -> str:
+    return render_template(
+        "merchant_products.html",
+        items=catalog.list_items(db(), current_user.merchant_id, active_only=False),
+        errors=errors or {},
+        form=form or {},
+        format_kzt=money.format_kzt,
+    )
+
+
+@bp.get("/products")
+@require_role("owner")
+def products() -> str:
+    return _render_products()
+
+
+@bp.post("/products")
+@require_role("owner")
+def add_product() -> Response | tuple[str, int]:
+    form = form_values(("name", "price"))
+    session = db()
+    try:
+        try:
+            price_tiyn = money.parse_kzt(form["price"])
+        except ValidationError as exc:
+            raise ValidationError(str(exc), field="price") from None
+        catalog.add_item(session, current_user.merchant_id, form["name"], price_tiyn)
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _render_products(field_error(exc, "name"), form), 400
+    return redirect(url_for("merchant_staff.products"))
+
+
+@bp.post("/products/<int:item_id>/<action>")
+@require_role("owner")
+def change_product(item_id: int, action: str) -> Response:
+    if action not in ("hide", "show"):
+        abort(404)
+    try:
+        item = catalog.get_item(db(), current_user.merchant_id, item_id)
+    except PosError:
+        abort(404)
+    item.active = action == "show"
+    db().commit()
+    return redirect(url_for("merchant_staff.products"))

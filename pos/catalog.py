@@ -1,0 +1,97 @@
+"""A merchant's product catalog for the terminal's cart mode (services never commit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from pos.db import Base, utcnow
+from pos.errors import NotFoundError, ValidationError
+
+MAX_QUANTITY = 999
+MAX_ITEMS_PER_MERCHANT = 200
+
+
+class CatalogItem(Base):
+    """One product or service with a fixed KZT price."""
+
+    __tablename__ = "catalog_items"
+    __table_args__ = (CheckConstraint("price_tiyn > 0", name="price_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    price_tiyn: Mapped[int]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@dataclass(frozen=True)
+class CartLine:
+    item_id: int
+    name: str
+    quantity: int
+    price_tiyn: int
+
+    @property
+    def total_tiyn(self) -> int:
+        return self.quantity * self.price_tiyn
+
+
+def list_items(session: Session, merchant_id: int, active_only: bool = True) -> list[CatalogItem]:
+    """The merchant's items by name (only the active ones unless told otherwise)."""
+    query = select(CatalogItem).where(CatalogItem.merchant_id == merchant_id)
+    if active_only:
+        query = query.where(CatalogItem.active.is_(True))
+    return list(session.scalars(query.order_by(CatalogItem.name, CatalogItem.id)))
+
+
+def add_item(session: Session, merchant_id: int, name: str, price_tiyn: int) -> CatalogItem:
+    """Add a product; names need 1 to 80 characters and prices must be positive."""
+    name = name.strip()
+    if not 1 <= len(name) <= 80:
+        raise ValidationError("the product name needs 1 to 80 characters", field="name")
+    if price_tiyn <= 0:
+        raise ValidationError("the price must be more than zero", field="price")
+    if len(list_items(session, merchant_id, active_only=False)) >= MAX_ITEMS_PER_MERCHANT:
+        raise ValidationError(
+            f"a catalog holds at most {MAX_ITEMS_PER_MERCHANT} products", field="name"
+        )
+    item = CatalogItem(merchant_id=merchant_id, name=name, price_tiyn=price_tiyn, active=True)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def get_item(session: Session, merchant_id: int, item_id: int) -> CatalogItem:
+    """A product of this merchant; another merchant's product is simply not found."""
+    item = session.get(CatalogItem, item_id)
+    if item is None or item.merchant_id != merchant_id:
+        raise NotFoundError("no such product")
+    return item
+
+
+def build_cart(session: Session, merchant_id: int, quantities: dict[int, int]) -> list[CartLine]:
+    """Cart lines for {item id: quantity}; unknown, inactive or foreign items are refused."""
+    lines: list[CartLine] = []
+    for item_id, quantity in sorted(quantities.items()):
+        if quantity == 0:
+            continue
+        if not 0 < quantity <= MAX_QUANTITY:
+            raise ValidationError(f"quantities go from 0 to {MAX_QUANTITY}", field="cart")
+        item = session.get(CatalogItem, item_id)
+        if item is None or item.merchant_id != merchant_id or not item.active:
+            raise ValidationError("a product in the cart is no longer sold", field="cart")
+        lines.append(CartLine(item.id, item.name, quantity, item.price_tiyn))
+    if not lines:
+        raise ValidationError("the cart is empty: add at least one product", field="cart")
+    return lines
+
+
+def cart_description(lines: list[CartLine], limit: int = 200) -> str:
+    """'2 x Coffee, 1 x Bun', cut to fit the invoice description."""
+    text = ", ".join(f"{line.quantity} x {line.name}" for line in lines)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

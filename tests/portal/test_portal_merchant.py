@@ -1,0 +1,215 @@
+"""The owner's pages: onboarding wizard, cashiers, products, invoices, export, gap warning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.methods.bitcoin import GAP_LIMIT, first_addresses
+from pos.models import AuditLog, Merchant
+from pos.runtime import Runtime
+from pos.states import PaymentMethod
+
+from portal_helpers import csrf_from, login
+
+
+@pytest.fixture
+def owner(as_user: Callable[[str | None], FlaskClient]) -> FlaskClient:
+    return as_user("owner")
+
+
+def _submit(client: FlaskClient, path: str, data: dict[str, str]) -> tuple[int, str]:
+    token = csrf_from(client, "/merchant/")
+    response = client.post(path, data={"csrf_token": token, **data})
+    location = response.headers.get("Location", "")
+    return response.status_code, location or response.get_data(as_text=True)
+
+
+def _audit_actions(runtime: Runtime) -> list[tuple[str, dict[str, object]]]:
+    with runtime.session_factory() as session:
+        return [
+            (r.action, r.detail) for r in session.scalars(select(AuditLog).order_by(AuditLog.id))
+        ]
+
+
+def _merchant(runtime: Runtime, merchant_id: int) -> Merchant:
+    with runtime.session_factory() as session:
+        merchant = session.get(Merchant, merchant_id)
+        assert merchant is not None
+        return merchant
+
+
+def test_setup_starts_where_something_is_missing(owner: FlaskClient) -> None:
+    assert owner.get("/merchant/setup").headers["Location"] == "/merchant/setup/profile"
+
+
+def test_profile_step(owner: FlaskClient, runtime: Runtime, world: dict[str, int]) -> None:
+    status, page = _submit(owner, "/merchant/setup/profile", {"name": "x"})
+    assert status == 400 and 'id="name-error"' in page and "2 to 120 characters" in page
+    status, location = _submit(owner, "/merchant/setup/profile", {"name": "Shop A Plus"})
+    assert status == 302 and location == "/merchant/setup/bitcoin"
+    assert _merchant(runtime, world["shop"]).name == "Shop A Plus"
+    assert ("merchant.profile_changed", {"from": "Shop A", "to": "Shop A Plus"}) in _audit_actions(
+        runtime
+    )
+
+
+def test_bitcoin_step_shows_addresses_before_saving(
+    owner: FlaskClient, runtime: Runtime, world: dict[str, int]
+) -> None:
+    status, page = _submit(owner, "/merchant/setup/bitcoin", {"btc_xpub": "vpubNotAKey"})
+    assert status == 400 and 'id="btc_xpub-error"' in page and "checksum" in page
+    key = demo_account_xpub("fresh", runtime.settings.bitcoin_network)
+    status, page = _submit(owner, "/merchant/setup/bitcoin", {"btc_xpub": key, "action": "preview"})
+    assert status == 200
+    preview = re.search(r'<ol start="0" class="mono" id="address-preview">(.*?)</ol>', page, re.S)
+    assert preview is not None
+    addresses = re.findall(r"<li>(\w+)</li>", preview.group(1))
+    assert addresses == first_addresses(key, runtime.settings.bitcoin_network)
+    assert len(addresses) == 5
+    status, page = _submit(owner, "/merchant/setup/bitcoin", {"btc_xpub": key, "action": "save"})
+    assert status == 400 and 'id="confirm-error"' in page
+    assert _merchant(runtime, world["shop"]).btc_xpub != key
+    status, location = _submit(
+        owner, "/merchant/setup/bitcoin", {"btc_xpub": key, "action": "save", "confirm": "yes"}
+    )
+    assert status == 302 and location == "/merchant/setup/solana"
+    assert _merchant(runtime, world["shop"]).btc_xpub == key
+    assert "merchant.btc_xpub_set" in [a for a, _ in _audit_actions(runtime)]
+
+
+def test_solana_step(owner: FlaskClient, runtime: Runtime, world: dict[str, int]) -> None:
+    status, page = _submit(owner, "/merchant/setup/solana", {"solana_wallet": "0OIl"})
+    assert status == 400 and 'id="solana_wallet-error"' in page and "not a Solana address" in page
+    wallet = demo_solana_wallet("fresh")
+    status, location = _submit(owner, "/merchant/setup/solana", {"solana_wallet": wallet})
+    assert status == 302 and location == "/merchant/setup/policies"
+    assert _merchant(runtime, world["shop"]).solana_wallet == wallet
+
+
+POLICIES_OK = {
+    "confirmations_required": "2",
+    "expiry_minutes": "20",
+    "tolerance_percent": "0.5",
+    "zero_conf_limit": "5 000",
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error_id", "message"),
+    [
+        ("confirmations_required", "3", "confirmations_required-error", "0, 1, 2 or 6"),
+        ("confirmations_required", "many", "confirmations_required-error", "whole number"),
+        ("expiry_minutes", "0", "expiry_minutes-error", "from 1 to 1440"),
+        ("tolerance_percent", "abc", "tolerance_bp-error", "percentage"),
+        ("tolerance_percent", "20", "tolerance_bp-error", "at most 10 %"),
+        ("zero_conf_limit", "lots", "zero_conf_limit-error", "not an amount"),
+    ],
+)
+def test_policies_reject_bad_input_per_field(
+    owner: FlaskClient, field: str, value: str, error_id: str, message: str
+) -> None:
+    status, page = _submit(owner, "/merchant/setup/policies", {**POLICIES_OK, field: value})
+    assert status == 400 and f'id="{error_id}"' in page and message in page
+
+
+def test_policies_are_saved_and_audited(
+    owner: FlaskClient, runtime: Runtime, world: dict[str, int]
+) -> None:
+    status, location = _submit(owner, "/merchant/setup/policies", POLICIES_OK)
+    assert status == 302 and location == "/merchant/"
+    merchant = _merchant(runtime, world["shop"])
+    assert (merchant.confirmations_required, merchant.expiry_minutes) == (2, 20)
+    assert (merchant.tolerance_bp, merchant.zero_conf_limit_tiyn) == (50, 500_000)
+    assert (
+        "merchant.policies_changed",
+        {
+            "confirmations_required": 2,
+            "expiry_minutes": 20,
+            "tolerance_bp": 50,
+            "zero_conf_limit_tiyn": 500_000,
+        },
+    ) in _audit_actions(runtime)
+
+
+def test_invite_and_disable_a_cashier(
+    owner: FlaskClient, app: Flask, runtime: Runtime, world: dict[str, int]
+) -> None:
+    status, page = _submit(owner, "/merchant/cashiers", {"email": "not-an-email"})
+    assert status == 400 and 'id="email-error"' in page and "valid e-mail" in page
+    status, page = _submit(owner, "/merchant/cashiers", {"email": "cashier@a.test"})
+    assert status == 400 and "already exists" in page
+    token = csrf_from(owner, "/merchant/cashiers")
+    response = owner.post(
+        "/merchant/cashiers",
+        data={"csrf_token": token, "email": "new@a.test", "display_name": "Aigerim"},
+    )
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    password = re.search(r'id="new-password">([^<]+)<', response.get_data(as_text=True))
+    assert password is not None
+    newcomer = app.test_client()
+    login(newcomer, "new@a.test", password.group(1))
+    assert newcomer.get("/terminal/").status_code == 200
+    page = owner.get("/merchant/cashiers").get_data(as_text=True)
+    user_id = re.search(r'id="cashier-(\d+)"><td>new@a.test', page).group(1)  # type: ignore[union-attr]
+    assert _submit(owner, f"/merchant/cashiers/{user_id}/disable", {})[0] == 302
+    assert newcomer.get("/terminal/").status_code == 302  # signed out at once
+    actions = [a for a, _ in _audit_actions(runtime)]
+    assert "user.created" in actions and "user.disabled" in actions
+
+
+def test_products(owner: FlaskClient) -> None:
+    status, page = _submit(owner, "/merchant/products", {"name": "Tea", "price": "free"})
+    assert status == 400 and 'id="price-error"' in page
+    status, page = _submit(owner, "/merchant/products", {"name": "", "price": "500"})
+    assert status == 400 and 'id="name-error"' in page
+    status, page = _submit(owner, "/merchant/products", {"name": "Tea", "price": "0"})
+    assert status == 400 and 'id="price-error"' in page and "more than zero" in page
+    assert _submit(owner, "/merchant/products", {"name": "Tea", "price": "500"})[0] == 302
+    assert "Tea" in owner.get("/merchant/products").get_data(as_text=True)
+
+
+def test_invoice_list_filters_export_and_timeline(
+    owner: FlaskClient, make_invoice: Callable[..., str], world: dict[str, int]
+) -> None:
+    kzte = make_invoice(world["shop"], 250_000, PaymentMethod.KZTE, "=HYPERLINK(evil)")
+    btc = make_invoice(world["shop"], 900_000, PaymentMethod.BTC, "bike")
+    page = owner.get("/merchant/invoices/?method=btc").get_data(as_text=True)
+    assert btc in page and kzte not in page
+    page = owner.get("/merchant/invoices/?q=bike").get_data(as_text=True)
+    assert btc in page and kzte not in page
+    page = owner.get("/merchant/invoices/?status=settled").get_data(as_text=True)
+    assert btc not in page and "No invoices match." in page
+    for query, error_id in [
+        ("from=yesterday", "from-error"),
+        ("from=2026-02-02&to=2026-01-01", "to-error"),
+    ]:
+        response = owner.get(f"/merchant/invoices/?{query}")
+        assert response.status_code == 400 and f'id="{error_id}"' in response.get_data(True)
+    export = owner.get("/merchant/invoices/export.csv?method=kzte")
+    assert export.mimetype == "text/csv" and "attachment" in export.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    assert [r["id"] for r in rows] == [kzte]
+    assert rows[0]["description"] == "'=HYPERLINK(evil)"  # no formula injection
+    assert rows[0]["price_tiyn"] == "250000" and rows[0]["unit"] == "base_units"
+    detail = owner.get(f"/merchant/invoices/{kzte}").get_data(as_text=True)
+    assert 'id="timeline"' in detail and "invoice.created" in detail
+
+
+def test_gap_limit_warning(
+    owner: FlaskClient, make_invoice: Callable[..., str], world: dict[str, int]
+) -> None:
+    for _ in range(GAP_LIMIT - 1):
+        make_invoice(world["shop"], 250_000, PaymentMethod.BTC)
+    assert 'id="gap-warning"' not in owner.get("/merchant/").get_data(as_text=True)
+    make_invoice(world["shop"], 250_000, PaymentMethod.BTC)
+    page = owner.get("/merchant/").get_data(as_text=True)
+    assert 'id="gap-warning"' in page and f"The last {GAP_LIMIT} Bitcoin addresses" in page
