@@ -48,6 +48,7 @@ def create_app(
         merchant_invoices,
         merchant_staff,
         operator,
+        reports,
         security,
         terminal,
     )
@@ -68,6 +69,7 @@ def create_app(
         merchant_staff.bp,
         merchant_invoices.bp,
         operator.bp,
+        reports.bp,
         checkout.bp,
         integrations.bp,
     )

@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "demo", cmd_demo, "run everything with demo data", json_flag=False)
     p.add_argument("--no-chains", action="store_true", help="do not start the sandbox chains")
     _add_sandbox_commands(sub)
+    from settlement.ledger.cli import register as register_ledger  # payouts …, report …
+
+    register_ledger(sub)
     return parser
 
 

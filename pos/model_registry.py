@@ -9,3 +9,4 @@ from pos import models  # noqa: F401
 from settlement import chain_state  # noqa: F401
 from pos import integrations  # noqa: F401
 from pos import catalog  # noqa: F401
+from settlement.ledger import models as ledger_models  # noqa: F401

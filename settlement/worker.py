@@ -116,12 +116,14 @@ def all_duties(settings: Settings) -> list[Duty]:
     """
     # Imported here: these modules import Duty from this one.
     from settlement import btc_watcher, kzte_watcher, webhooks
+    from settlement.ledger import consumer as ledger_consumer
 
     return [
         *core_duties(watched=frozenset({PaymentMethod.BTC, PaymentMethod.KZTE})),
         btc_watcher.duty(settings.bitcoin_zmq_url),
         kzte_watcher.duty(),
         *webhooks.duty(),
+        *ledger_consumer.duty(),
     ]
 
 

@@ -1,0 +1,244 @@
+"""`cryptocity payouts run|list|mark-paid|export` and `cryptocity report zone|statement|reconcile`.
+
+Reports print the same numbers as the portal's pages (`--json` for machines, `--csv TABLE` for
+one table as CSV). Only the database is opened: none of these commands needs Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from pos.db import make_session_factory, utcnow
+from pos.errors import ValidationError
+from pos.money import format_kzt
+from pos.runtime import open_database
+from pos.settings import Settings
+from settlement.ledger import payouts, reconcile, reports, statements
+from settlement.ledger.models import PayoutStatus
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    engine = open_database(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json else text)
+
+
+def _kzt(tiyn: int) -> str:
+    return f"{format_kzt(tiyn)} KZT"
+
+
+# --- payouts ----------------------------------------------------------------------------------
+
+
+def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        created = payouts.run_payouts(session, args.date)
+        session.commit()
+        rows = [r.as_dict() for r in payouts.list_payouts(session, business_date=args.date)]
+    new_ids = {p.id for p in created}
+    lines = [f"{len(created)} payouts created for {args.date}"] + [
+        f"  #{r['id']} {r['merchant_name']}: {r['amount_kzt']} KZT ({r['status']})"
+        for r in rows
+        if r["id"] in new_ids
+    ]
+    _print(
+        args,
+        {"date": args.date.isoformat(), "created": sorted(new_ids), "payouts": rows},
+        "\n".join(lines),
+    )
+    return 0
+
+
+def cmd_payouts_list(args: argparse.Namespace, settings: Settings) -> int:
+    status = PayoutStatus(args.status) if args.status else None
+    with _session(settings) as session:
+        rows = payouts.list_payouts(session, status, args.date, args.merchant)
+    text = "\n".join(
+        f"#{r.id:<6} {r.business_date} {r.status:<8} {_kzt(r.amount_tiyn):>20}  {r.merchant_name}"
+        + (f"  ref {r.bank_reference}" if r.bank_reference else "")
+        for r in rows
+    )
+    _print(args, {"payouts": [r.as_dict() for r in rows]}, text or "no payouts")
+    return 0
+
+
+def cmd_payouts_mark_paid(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        payout = payouts.mark_paid(session, args.payout_id, args.reference, now=utcnow())
+        session.commit()
+        data = {
+            "id": payout.id,
+            "status": payout.status.value,
+            "bank_reference": payout.bank_reference,
+            "amount_tiyn": payout.amount_tiyn,
+            "transaction_id": payout.transaction_id,
+        }
+    _print(args, data, f"payout #{data['id']} marked paid ({data['bank_reference']})")
+    return 0
+
+
+def cmd_payouts_export(args: argparse.Namespace, settings: Settings) -> int:
+    status = PayoutStatus(args.status) if args.status else None
+    with _session(settings) as session:
+        text = payouts.bank_export_csv(payouts.list_payouts(session, status, args.date))
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+def _period(args: argparse.Namespace) -> reports.DateRange:
+    return reports.parse_range(args.start, args.end, utcnow().date())
+
+
+def _csv_or(args: argparse.Namespace, tables: dict[str, reports.Table]) -> bool:
+    if not args.csv:
+        return False
+    if args.csv not in tables:
+        raise ValidationError(f"--csv takes one of: {', '.join(tables)}", field="csv")
+    sys.stdout.write(reports.csv_text(tables[args.csv]))
+    return True
+
+
+def cmd_report_zone(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        board = reports.zone_dashboard(session, _period(args))
+    if _csv_or(args, board.tables()):
+        return 0
+    d = board.as_dict()
+    text = "\n".join(
+        [
+            f"zone {d['range']['from']} .. {d['range']['to']}",
+            f"  volume            {_kzt(board.volume_tiyn)}  "
+            + "  ".join(f"{m}: {_kzt(v)}" for m, v in board.volume_by_method.items()),
+            f"  invoices          {d['invoices_total']}  "
+            + " ".join(f"{s}={n}" for s, n in board.invoice_counts.items()),
+            f"  active merchants  {board.active_merchants}",
+            f"  median detection  {board.median_detection_seconds} s, "
+            f"settlement {board.median_settlement_seconds} s",
+            f"  fees              {_kzt(board.fees_tiyn)}",
+            f"  pending payouts   {board.pending_payouts} = {_kzt(board.pending_payouts_tiyn)}",
+            f"  owed to merchants {_kzt(board.owed_to_merchants_tiyn)}",
+        ]
+    )
+    _print(args, d, text)
+    return 0
+
+
+def cmd_report_statement(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        statement = statements.merchant_statement(session, args.merchant, _period(args))
+    if _csv_or(args, statement.tables()):
+        return 0
+    text = "\n".join(
+        [f"{statement.merchant_name}: opening {_kzt(statement.opening_tiyn)}"]
+        + [
+            f"  {ln.at:%Y-%m-%d %H:%M} {ln.kind:<10} {ln.credit_tiyn - ln.debit_tiyn:>14} "
+            f"{ln.balance_tiyn:>14}  {ln.description}"
+            for ln in statement.lines
+        ]
+        + [f"closing {_kzt(statement.closing_tiyn)}"]
+    )
+    _print(args, statement.as_dict(), text)
+    return 0
+
+
+def cmd_report_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        result = reconcile.reconcile(
+            session, settings, _period(args), reconcile.default_verifiers(settings)
+        )
+    if _csv_or(args, result.tables()):
+        return 0
+    d = result.as_dict()
+    text = "\n".join(
+        [
+            f"reconciliation {d['range']['from']} .. {d['range']['to']}: "
+            f"{result.invoices_checked} invoices",
+            f"  expected {_kzt(result.expected_tiyn)}, cleared {_kzt(result.cleared_tiyn)}",
+            f"  {len(result.differences)} differences; chain checks {d['chain_checks']}",
+        ]
+        + [
+            f"  {x.invoice_id} {x.status}: expected {x.expected_tiyn} cleared {x.cleared_tiyn}"
+            for x in result.differences
+        ]
+    )
+    _print(args, d, text)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def _command(parent: Any, name: str, fn: Handler, help_text: str) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+    p.set_defaults(handler=fn)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _range_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (UTC)")
+    p.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, included")
+    p.add_argument("--csv", metavar="TABLE", help="print one table as CSV instead")
+
+
+def register(sub: Any) -> None:
+    """Add `payouts …` and `report …` to the `cryptocity` subcommands."""
+    pay = sub.add_parser("payouts", help="merchant payouts").add_subparsers(
+        dest="payouts_cmd", required=True
+    )
+    p = _command(pay, "run", cmd_payouts_run, "create the day's pending payouts")
+    p.add_argument("--date", type=_date, required=True, metavar="YYYY-MM-DD")
+    p = _command(pay, "list", cmd_payouts_list, "list payouts")
+    p.add_argument("--status", choices=[s.value for s in PayoutStatus])
+    p.add_argument("--date", type=_date, metavar="YYYY-MM-DD")
+    p.add_argument("--merchant", type=int)
+    p = _command(pay, "mark-paid", cmd_payouts_mark_paid, "record the bank transfer of a payout")
+    p.add_argument("payout_id", type=int)
+    p.add_argument("--reference", required=True, help="the bank's transfer reference")
+    p = pay.add_parser("export", help="bank export CSV of payouts")
+    p.set_defaults(handler=cmd_payouts_export)
+    p.add_argument("--status", choices=[s.value for s in PayoutStatus], default="pending")
+    p.add_argument("--date", type=_date, metavar="YYYY-MM-DD")
+    p.add_argument("--output", metavar="PATH", help="write to a file instead of stdout")
+
+    rep = sub.add_parser("report", help="settlement reports").add_subparsers(
+        dest="report_cmd", required=True
+    )
+    _range_args(_command(rep, "zone", cmd_report_zone, "the zone dashboard"))
+    p = _command(rep, "statement", cmd_report_statement, "a merchant's statement")
+    p.add_argument("--merchant", type=int, required=True)
+    _range_args(p)
+    _range_args(_command(rep, "reconcile", cmd_report_reconcile, "clearing vs chain payments"))

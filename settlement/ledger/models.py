@@ -1,0 +1,156 @@
+"""Ledger tables: transactions and their entries (tiyn), handled events, payouts.
+
+Entries are append-only: a correction is a reversal transaction, never an UPDATE or DELETE.
+Every transaction balances (debits = credits), checked in code before insert and, on
+PostgreSQL, by a deferred constraint trigger at commit (migration 0004_ledger).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Date, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pos.db import Base, utcnow
+
+
+def _enum(enum: type[StrEnum], name: str) -> Enum:
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        validate_strings=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Side(StrEnum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+    def opposite(self) -> Side:
+        return Side.CREDIT if self is Side.DEBIT else Side.DEBIT
+
+
+class TransactionKind(StrEnum):
+    SETTLEMENT = "settlement"  # an invoice settled: value received, owed, fee, overpayment
+    REVERSAL = "reversal"  # a settlement undone (deep reorg, invalidated)
+    PAYOUT = "payout"  # fiat paid to a merchant from the zone's bank account
+    CONVERSION = "conversion"  # crypto sold for fiat; rate difference to fx_result
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+
+
+class LedgerTransaction(Base):
+    """One balanced posting; `idempotency_key` names the cause, so nothing posts twice."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[TransactionKind] = mapped_column(_enum(TransactionKind, "ledger_kind"))
+    invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    method: Mapped[str | None] = mapped_column(String(8))  # btc | kzte, for settlements
+    # A reversal points at what it reverses; unique, so nothing is reversed twice.
+    reverses_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_transactions.id"), unique=True
+    )
+    description: Mapped[str] = mapped_column(String(200), default="")
+    effective_at: Mapped[datetime] = mapped_column(index=True)  # when it happened (the event)
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    entries: Mapped[list[LedgerEntry]] = relationship(
+        back_populates="transaction", order_by="LedgerEntry.id"
+    )
+
+
+class LedgerEntry(Base):
+    """One leg: a positive amount on one side of one account."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount_tiyn > 0", name="amount_positive"),
+        # Statements and dashboards read one account over a date range.
+        Index("ix_ledger_entries_account_effective_at", "account", "effective_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64))
+    side: Mapped[Side] = mapped_column(_enum(Side, "ledger_side"))
+    amount_tiyn: Mapped[int]
+    effective_at: Mapped[datetime]  # copied from the transaction, for range scans by account
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
+
+
+class HandledEvent(Base):
+    """An invoice event the posting consumer has dealt with (posting or not), committed with
+    its posting: the DB replay skips these, so it stays cheap and never posts twice."""
+
+    __tablename__ = "ledger_handled_events"
+
+    event_id: Mapped[str] = mapped_column(ForeignKey("invoice_events.id"), primary_key=True)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+    handled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerCheckpoint(Base):
+    """How far the DB replay has looked (events older than this were all handled)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Payout(Base):
+    """A daily settlement batch for one merchant: pending until an operator marks it paid."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "business_date"),
+        CheckConstraint("amount_tiyn > 0", name="amount_positive"),
+        CheckConstraint(
+            "(status = 'paid') = (bank_reference IS NOT NULL)", name="paid_has_reference"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    business_date: Mapped[date] = mapped_column(Date, index=True)
+    amount_tiyn: Mapped[int]
+    status: Mapped[PayoutStatus] = mapped_column(
+        _enum(PayoutStatus, "payout_status"), default=PayoutStatus.PENDING, index=True
+    )
+    bank_reference: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    paid_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+
+    lines: Mapped[list[PayoutLine]] = relationship(
+        back_populates="payout", order_by="PayoutLine.id"
+    )
+
+
+class PayoutLine(Base):
+    """One payable entry included in a payout; an entry is batched at most once."""
+
+    __tablename__ = "payout_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payout_id: Mapped[int] = mapped_column(ForeignKey("payouts.id"), index=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), unique=True)
+    amount_tiyn: Mapped[int]  # signed: credits to the payable add, debits (reversals) subtract
+
+    payout: Mapped[Payout] = relationship(back_populates="lines")

@@ -1,0 +1,161 @@
+"""A merchant's statement (their payable account over a date range) and account balances."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pos.errors import NotFoundError
+from pos.models import Merchant
+from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
+from settlement.ledger.posting import payable_account
+from settlement.ledger.reports import DateRange, Table, signed_sum
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    at: datetime
+    transaction_id: int
+    kind: str
+    invoice_id: str | None
+    description: str
+    debit_tiyn: int
+    credit_tiyn: int
+    balance_tiyn: int
+
+
+@dataclass
+class Statement:
+    """The merchant's payable account: what the zone owes them (credits - debits)."""
+
+    merchant_id: int
+    merchant_name: str
+    range: DateRange
+    opening_tiyn: int
+    lines: list[StatementLine]
+
+    @property
+    def closing_tiyn(self) -> int:
+        return self.lines[-1].balance_tiyn if self.lines else self.opening_tiyn
+
+    def tables(self) -> dict[str, Table]:
+        header = (
+            "at",
+            "transaction_id",
+            "kind",
+            "invoice_id",
+            "description",
+            "debit_tiyn",
+            "credit_tiyn",
+            "balance_tiyn",
+        )
+        rows: list[Sequence[Any]] = [
+            (
+                self.range.start_at.isoformat(),
+                "",
+                "opening",
+                "",
+                "opening balance",
+                "",
+                "",
+                self.opening_tiyn,
+            )
+        ]
+        rows += [
+            (
+                ln.at.isoformat(),
+                ln.transaction_id,
+                ln.kind,
+                ln.invoice_id or "",
+                ln.description,
+                ln.debit_tiyn,
+                ln.credit_tiyn,
+                ln.balance_tiyn,
+            )
+            for ln in self.lines
+        ]
+        rows.append(
+            (
+                self.range.end_before.isoformat(),
+                "",
+                "closing",
+                "",
+                "closing balance",
+                "",
+                "",
+                self.closing_tiyn,
+            )
+        )
+        return {"statement": (header, rows)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "merchant_id": self.merchant_id,
+            "merchant_name": self.merchant_name,
+            "range": self.range.as_dict(),
+            "opening_tiyn": self.opening_tiyn,
+            "closing_tiyn": self.closing_tiyn,
+            "debits_tiyn": sum(ln.debit_tiyn for ln in self.lines),
+            "credits_tiyn": sum(ln.credit_tiyn for ln in self.lines),
+            "lines": [{**vars(ln), "at": ln.at.isoformat()} for ln in self.lines],
+        }
+
+
+def merchant_statement(session: Session, merchant_id: int, period: DateRange) -> Statement:
+    """Opening balance, every entry of the period with a running balance, closing balance."""
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFoundError("no such merchant")
+    account = payable_account(merchant_id)
+    opening = -int(
+        session.scalar(
+            select(signed_sum()).where(
+                LedgerEntry.account == account, LedgerEntry.effective_at < period.start_at
+            )
+        )
+        or 0
+    )
+    balance = opening
+    lines: list[StatementLine] = []
+    for entry, txn in session.execute(
+        select(LedgerEntry, LedgerTransaction)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerEntry.account == account,
+            LedgerEntry.effective_at >= period.start_at,
+            LedgerEntry.effective_at < period.end_before,
+        )
+        .order_by(LedgerEntry.effective_at, LedgerEntry.id)
+    ):
+        debit = entry.amount_tiyn if entry.side is Side.DEBIT else 0
+        credit = entry.amount_tiyn - debit
+        balance += credit - debit
+        lines.append(
+            StatementLine(
+                entry.effective_at,
+                txn.id,
+                txn.kind.value,
+                txn.invoice_id,
+                txn.description,
+                debit,
+                credit,
+                balance,
+            )
+        )
+    return Statement(merchant.id, merchant.name, period, opening, lines)
+
+
+def balances(session: Session) -> dict[str, int]:
+    """Every account's balance as debits - credits (the whole ledger sums to zero)."""
+    totals: dict[str, int] = defaultdict(int)
+    for account, amount in session.execute(
+        select(LedgerEntry.account, signed_sum()).group_by(LedgerEntry.account)
+    ):
+        totals[account] = int(amount)
+    return dict(totals)
