@@ -5,8 +5,10 @@ Alembic's env.py and the test harness import this; add a line when a package add
 
 from __future__ import annotations
 
-from pos import models  # noqa: F401
+from pos import (
+    catalog,  # noqa: F401
+    integrations,  # noqa: F401
+    models,  # noqa: F401
+)
 from settlement import chain_state  # noqa: F401
-from pos import integrations  # noqa: F401
-from pos import catalog  # noqa: F401
 from settlement.ledger import models as ledger_models  # noqa: F401
