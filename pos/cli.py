@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -340,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
+        for chatty in ("httpx", "httpx2", "httpcore"):  # one line per Solana RPC otherwise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(
             logging.INFO if args.command == "db" else logging.WARNING
         )
@@ -351,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `cryptocity … | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:
+        # A supervisor's SIGTERM often follows the terminal's SIGINT: let neither interrupt
+        # the orderly stop of the validator.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         validator.stop()
         signal.signal(signal.SIGTERM, previous)
 
