@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -13,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Engine,
+    Enum,
     Integer,
     MetaData,
     String,
@@ -75,6 +77,19 @@ class Base(DeclarativeBase):
         int: BigInteger().with_variant(Integer(), "sqlite"),
         dict[str, Any]: JSON(),
     }
+
+
+def enum_column(enum: type[StrEnum], name: str) -> Enum:
+    """Store an enum by value, with a CHECK constraint, the same way on every backend."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        validate_strings=True,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:

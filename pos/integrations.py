@@ -21,9 +21,8 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, delete, sele
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pos.accounts import audit
-from pos.db import Base, utcnow
+from pos.db import Base, enum_column, utcnow
 from pos.errors import NotFoundError, PosError, ValidationError
-from pos.models import _enum
 from pos.settings import Settings
 from pos.states import EventType
 
@@ -137,7 +136,7 @@ class WebhookDelivery(Base):
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"))
     event_id: Mapped[str] = mapped_column(ForeignKey("invoice_events.id"), index=True)
     status: Mapped[DeliveryStatus] = mapped_column(
-        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
+        enum_column(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

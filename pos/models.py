@@ -12,24 +12,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pos.db import Base, utcnow
+from pos.db import Base, enum_column, utcnow
 from pos.states import InvoiceStatus, PaymentMethod
-
-
-def _enum(enum: type[StrEnum], name: str) -> Enum:
-    """Store an enum by value, with a CHECK constraint, on every backend."""
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        validate_strings=True,
-        length=20,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 class MerchantStatus(StrEnum):
@@ -68,7 +55,7 @@ class Merchant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
     status: Mapped[MerchantStatus] = mapped_column(
-        _enum(MerchantStatus, "merchant_status"), default=MerchantStatus.ACTIVE
+        enum_column(MerchantStatus, "merchant_status"), default=MerchantStatus.ACTIVE
     )
     btc_xpub: Mapped[str | None] = mapped_column(String(200))
     btc_next_index: Mapped[int] = mapped_column(default=0)
@@ -97,7 +84,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     display_name: Mapped[str] = mapped_column(String(120), default="")
     password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "user_role"))
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -119,9 +106,9 @@ class Invoice(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod, "payment_method"))
     status: Mapped[InvoiceStatus] = mapped_column(
-        _enum(InvoiceStatus, "invoice_status"), index=True
+        enum_column(InvoiceStatus, "invoice_status"), index=True
     )
     # Bumped by every event; the optimistic lock for transitions and Redis' check-and-set.
     version: Mapped[int] = mapped_column(default=1)
@@ -174,7 +161,7 @@ class Payment(Base):
     txid: Mapped[str] = mapped_column(String(128))  # txid or transaction signature
     output_index: Mapped[int] = mapped_column(default=0)  # vout; 0 for a Solana transfer
     amount_atomic: Mapped[int]
-    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus, "payment_status"))
+    status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus, "payment_status"))
     confirmations: Mapped[int] = mapped_column(default=0)
     block_hash: Mapped[str | None] = mapped_column(String(100))
     block_height: Mapped[int | None]

@@ -10,22 +10,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from pos.db import Base, utcnow
-
-
-def _enum(enum: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        validate_strings=True,
-        length=20,
-        values_callable=lambda members: [m.value for m in members],
-    )
+from pos.db import Base, enum_column, utcnow
 
 
 class Side(StrEnum):
@@ -55,7 +43,7 @@ class LedgerTransaction(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
-    kind: Mapped[TransactionKind] = mapped_column(_enum(TransactionKind, "ledger_kind"))
+    kind: Mapped[TransactionKind] = mapped_column(enum_column(TransactionKind, "ledger_kind"))
     invoice_id: Mapped[str | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     method: Mapped[str | None] = mapped_column(String(8))  # btc | kzte, for settlements
@@ -85,7 +73,7 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     account: Mapped[str] = mapped_column(String(64))
-    side: Mapped[Side] = mapped_column(_enum(Side, "ledger_side"))
+    side: Mapped[Side] = mapped_column(enum_column(Side, "ledger_side"))
     amount_tiyn: Mapped[int]
     effective_at: Mapped[datetime]  # copied from the transaction, for range scans by account
 
@@ -130,7 +118,7 @@ class Payout(Base):
     business_date: Mapped[date] = mapped_column(Date, index=True)
     amount_tiyn: Mapped[int]
     status: Mapped[PayoutStatus] = mapped_column(
-        _enum(PayoutStatus, "payout_status"), default=PayoutStatus.PENDING, index=True
+        enum_column(PayoutStatus, "payout_status"), default=PayoutStatus.PENDING, index=True
     )
     bank_reference: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
