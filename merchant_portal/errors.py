@@ -18,20 +18,22 @@ from pos.errors import (
     ValidationError,
 )
 
-STATUS_FOR_ERROR: list[tuple[type[PosError], int]] = [
-    (ValidationError, 400),
-    (NotFoundError, 404),
-    (MerchantNotActiveError, 403),
-    (PaymentMethodUnavailableError, 409),
-    (IllegalTransitionError, 409),
-    (ConcurrentUpdateError, 409),
-    (RateUnavailableError, 503),
-    (CoordinationUnavailableError, 503),
+# The one mapping of domain errors to HTTP: (error type, status, stable API code), first match
+# wins. The pages use the status; the REST API also reports the code.
+DOMAIN_ERRORS: list[tuple[type[PosError], int, str]] = [
+    (ValidationError, 400, "validation_error"),
+    (NotFoundError, 404, "not_found"),
+    (MerchantNotActiveError, 403, "merchant_not_active"),
+    (PaymentMethodUnavailableError, 409, "method_unavailable"),
+    (IllegalTransitionError, 409, "illegal_transition"),
+    (ConcurrentUpdateError, 409, "concurrent_update"),
+    (RateUnavailableError, 503, "rate_unavailable"),
+    (CoordinationUnavailableError, 503, "coordination_unavailable"),
 ]
 
 
 def status_for(error: PosError) -> int:
-    for error_type, status in STATUS_FOR_ERROR:
+    for error_type, status, _code in DOMAIN_ERRORS:
         if isinstance(error, error_type):
             return status
     return 400

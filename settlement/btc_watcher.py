@@ -355,40 +355,24 @@ class BitcoinWatcher:
             else:
                 # Neither mined (we scanned every block) nor in the mempool: double-spent,
                 # replaced by fee bump, or evicted. The money is not coming from this tx.
-                changed = observe_payment(
-                    session,
-                    invoice,
-                    Observation(
-                        CHAIN,
-                        payment.txid,
-                        payment.output_index,
-                        payment.amount_atomic,
-                        PaymentStatus.REPLACED,
-                    ),
-                )[1]
-                if changed:
-                    touched.add(invoice.id)
-                continue
-            if confirmations >= max(required, 1) or (required == 0):
+                confirmations = -1
+            if confirmations < 0:
+                status = PaymentStatus.REPLACED
+            elif confirmations >= required:  # required 0: the merchant accepts 0-conf here
                 status = PaymentStatus.FINAL
-            elif confirmations > 0:
-                status = PaymentStatus.CONFIRMED
             else:
-                status = PaymentStatus.SEEN
-            changed = observe_payment(
-                session,
-                invoice,
-                Observation(
-                    CHAIN,
-                    payment.txid,
-                    payment.output_index,
-                    payment.amount_atomic,
-                    status,
-                    confirmations,
-                    payment.block_hash,
-                    payment.block_height,
-                ),
-            )[1]
+                status = PaymentStatus.CONFIRMED if confirmations else PaymentStatus.SEEN
+            seen = Observation(
+                CHAIN,
+                payment.txid,
+                payment.output_index,
+                payment.amount_atomic,
+                status,
+                max(confirmations, 0),
+                payment.block_hash,
+                payment.block_height,
+            )
+            changed = observe_payment(session, invoice, seen)[1]
             if changed:
                 touched.add(invoice.id)
         return touched

@@ -11,17 +11,8 @@ from collections.abc import Mapping
 from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from pos.errors import (
-    ConcurrentUpdateError,
-    CoordinationUnavailableError,
-    IllegalTransitionError,
-    MerchantNotActiveError,
-    NotFoundError,
-    PaymentMethodUnavailableError,
-    PosError,
-    RateUnavailableError,
-    ValidationError,
-)
+from merchant_portal.errors import DOMAIN_ERRORS
+from pos.errors import PosError, ValidationError
 from pos.integrations import ApiAuthError
 
 
@@ -42,18 +33,6 @@ class ApiError(PosError):
         self.field = field
         self.headers = dict(headers or {})
 
-
-# (error type, HTTP status, code), first match wins.
-DOMAIN_ERRORS: list[tuple[type[PosError], int, str]] = [
-    (ValidationError, 400, "validation_error"),
-    (NotFoundError, 404, "not_found"),
-    (MerchantNotActiveError, 403, "merchant_not_active"),
-    (PaymentMethodUnavailableError, 409, "method_unavailable"),
-    (IllegalTransitionError, 409, "illegal_transition"),
-    (ConcurrentUpdateError, 409, "concurrent_update"),
-    (RateUnavailableError, 503, "rate_unavailable"),
-    (CoordinationUnavailableError, 503, "coordination_unavailable"),
-]
 
 # Every code a client may see, for the docs page.
 ERROR_CODES: dict[str, str] = {
