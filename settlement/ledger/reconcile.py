@@ -31,7 +31,7 @@ CLEARING_PREFIX = "zone:clearing:"
 class PaymentVerifier(Protocol):
     """A chain adapter's answer to "does the node confirm this payment?"."""
 
-    def verify(self, chain: str, txid: str, output_index: int, amount_atomic: int) -> bool | None:
+    def verify(self, payment: Payment) -> bool | None:
         """True: confirmed as recorded; False: the node contradicts it; None: unknown."""
         ...
 
@@ -208,9 +208,7 @@ def _check(
         result = "not checked"
     else:
         try:
-            answer = verifier.verify(
-                payment.chain, payment.txid, payment.output_index, payment.amount_atomic
-            )
+            answer = verifier.verify(payment)
         except PosError:
             answer = None  # a node error is "unknown", never a verdict
         result = {True: "confirmed", False: "contradicted", None: "unknown"}[answer]
@@ -225,6 +223,7 @@ def _check(
 
 
 def default_verifiers(settings: Settings) -> dict[str, PaymentVerifier]:
-    """The node verifiers by chain name ("bitcoin", "solana"); the chain adapters add theirs
-    here. Until then every payment is reported as "not checked"."""
-    return {}
+    """The node verifiers by chain name ("bitcoin", "solana"), on the configured nodes."""
+    from settlement.verifiers import node_verifiers  # the chain adapters, only when asked
+
+    return dict(node_verifiers(settings))

@@ -242,3 +242,28 @@ def test_zmq_sequence_wakes_the_watcher(runtime: Runtime, tmp_path: Path) -> Non
         if watcher.close is not None:
             watcher.close()
         node.stop()
+
+
+def test_reconciliation_verifier_rereads_the_payment_from_its_block(world: World) -> None:
+    from settlement.chains.bitcoin_core import BitcoinCoreClient
+    from settlement.verifiers import BitcoinVerifier
+
+    invoice_id = world.invoice()
+    world.pay(invoice_id)
+    block = world.mine(1)[0]
+    invoice = world.until(invoice_id, _status(InvoiceStatus.SETTLED))
+    payment = invoice.payments[0]
+    payment.invoice = invoice
+    client = BitcoinCoreClient(world.node.url)
+    verifier = BitcoinVerifier(client)
+    try:
+        assert verifier.verify(payment) is True
+        payment.amount_atomic += 1
+        assert verifier.verify(payment) is False  # the node shows another amount
+        payment.amount_atomic -= 1
+        rpc(world.node, "invalidateblock", block)
+        assert verifier.verify(payment) is False  # its block left the best chain
+    finally:
+        client.close()
+    down = BitcoinVerifier(BitcoinCoreClient("http://u:p@127.0.0.1:1", timeout=0.5, retries=0))
+    assert down.verify(payment) is None  # no answer is not a verdict

@@ -17,6 +17,7 @@ from pos.db import utcnow
 from pos.models import Invoice, PaymentStatus
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement.kzte_watcher import CHAIN, CURSOR_PREFIX, METHOD, KzteWatcher, duty
+from settlement.verifiers import SolanaVerifier
 
 
 def test_pay_goes_processing_then_settled(shop: Shop) -> None:
@@ -36,6 +37,13 @@ def test_pay_goes_processing_then_settled(shop: Shop) -> None:
     # the cursor moved: later polls ask only for newer signatures
     assert shop.rt.coordinator.client.get(CURSOR_PREFIX + invoice.kzte_reference) == sigs[0]  # type: ignore[operator]
     assert shop.watcher.stats.calls["getTransaction"] == 1
+    # Reconciliation re-reads it from the node and agrees; a tampered amount does not.
+    payment = settled.payments[0]
+    payment.invoice = settled
+    verifier = SolanaVerifier(shop.validator.rpc_url)
+    assert verifier.verify(payment) is True
+    payment.amount_atomic += 1
+    assert verifier.verify(payment) is False
 
 
 def test_underpay_then_top_up(shop: Shop) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pos.db import utcnow
 from pos.errors import ValidationError
-from pos.models import InvoiceEvent, Merchant, PaymentStatus
+from pos.models import InvoiceEvent, Merchant, Payment, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
 from settlement.ledger import cli, payouts, reconcile, reports, statements
@@ -138,8 +138,8 @@ class FakeNode:
     def __init__(self, answers: dict[str, bool | None]) -> None:
         self.answers = answers
 
-    def verify(self, chain: str, txid: str, output_index: int, amount_atomic: int) -> bool | None:
-        return self.answers.get(txid)
+    def verify(self, payment: Payment) -> bool | None:
+        return self.answers.get(payment.txid)
 
 
 def test_reconciliation_lists_differences_and_node_answers(
