@@ -1,0 +1,309 @@
+"""`make bench` / `python -m bench`: run the benchmarks, print a table, write bench/results.json.
+
+Every benchmark prints its workload and progress; the machine (cores, memory) heads the run.
+Load generators are separate processes on 127.0.0.1, bounded in count and time. Numbers that
+miss a target are reported as they are, with a cProfile excerpt that shows where time goes.
+
+  python -m bench                 # everything, full sizes (about 15-20 minutes on 2 cores)
+  python -m bench --quick         # small sizes: a smoke run for CI and developers (~2 min)
+  python -m bench --only scan     # one benchmark (repeat --only for several)
+  DATABASE_URL=postgresql://… python -m bench   # the database benchmarks on PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import machine
+
+RESULTS = Path(__file__).parent / "results.json"
+Row = tuple[str, str, str, str]  # metric, value, target, verdict
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    module: str
+    workload: Callable[[bool], str]
+    call: Callable[[Any, bool], dict[str, Any]]
+    rows: Callable[[dict[str, Any]], list[Row]]
+
+
+def _verdict(met: object) -> str:
+    return {True: "met", False: "MISSED", None: "not measured"}.get(met, "")  # type: ignore[call-overload, no-any-return]
+
+
+# --- what each benchmark runs, and how its result becomes table rows ------------------------
+
+
+def _http_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [("interface", f"{r['request']} ({r['interface']})", "", "")]
+    for level in r["levels"]:
+        rows.append(
+            (
+                f"{level['clients']} clients",
+                f"{level['invoices_per_s']:.0f}/s, p50 {level['p50_ms']:.1f} ms, "
+                f"p99 {level['p99_ms']:.1f} ms, {level['errors']} errors",
+                "1,000/s, p99 < 50 ms",
+                "met" if level["invoices_per_s"] >= 1000 and level["p99_ms"] < 50 else "MISSED",
+            )
+        )
+    return rows
+
+
+def _btc_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for key, label in (
+        ("broadcast_to_processing", "broadcast -> processing"),
+        ("block_to_settled", "block -> settled"),
+    ):
+        s = r[key]
+        ok = s["p99_ms"] < 100
+        rows.append(
+            (
+                f"{label} (n={s['n']})",
+                f"p50 {s['p50_ms']:.0f} ms, p90 {s['p90_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms",
+                "< 100 ms",
+                "met" if ok else "MISSED",
+            )
+        )
+    return rows
+
+
+def _scan_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [("getblock v2 + decode", f"{r['getblock_decode_ms']:.0f} ms", "", "")]
+    for row in r["by_watched"]:
+        at_1m = row["watched"] >= 1_000_000
+        rows.append(
+            (
+                f"{r['block_txs']:,}-tx block, {row['watched']:,} watched",
+                f"{row['block_ms']:.0f} ms/block (lookup {row['lookup_ms']:.1f} ms)",
+                "300 ms at 1M" if at_1m else "",
+                ("met" if row["block_ms"] <= 300 else "MISSED") if at_1m else "",
+            )
+        )
+    growth = r["growth_lookup_ms_largest_over_smallest"]
+    rows.append(("lookup growth, largest/smallest", f"x{growth}", "flat", ""))
+    naive = r["naive"]
+    for n, ratio in naive["ratio_naive_over_ours"].items():
+        rows.append(
+            (
+                f"naive poll / ours, {int(n):,} open",
+                f"x{ratio:,.0f} ({naive['poll_s_at'][n]:,.0f} s vs one pass)",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def _redis_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"per open invoice ({r['open_invoices']:,})",
+            f"{r['bytes_per_invoice_state']:.0f} B "
+            f"(+{r['stream_bytes_per_event']:.0f} B stream entry)",
+            "< 500 B",
+            _verdict(r["met"]),
+        )
+    ]
+
+
+def _sse_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for v in r["variants"]:
+        seen = (
+            f"all in {v['all_seen_s']:.2f} s"
+            if v["all_seen_s"] is not None
+            else f"{v['saw_paid']}/{v['clients']} within {v['deadline_s']:.0f} s"
+        )
+        rows.append((v["server"], f"{seen} (p50 {v['p50_s']} s)", "all < 1 s", _verdict(v["met"])))
+    return rows
+
+
+def _flat_rows(r: dict[str, Any], prefix: str = "") -> list[Row]:
+    """Rows for results whose shape another module owns: every scalar, dotted keys."""
+    rows: list[Row] = []
+    for key, value in r.items():
+        if key.startswith("profile") or key == "machine":  # the run's header shows the machine
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += _flat_rows(value, f"{name}.")
+        elif isinstance(value, list):
+            rows.append((name, f"{len(value)} items", "", ""))
+        else:
+            rows.append((name, str(value), "", ""))
+    return rows
+
+
+def _derive_rows(r: dict[str, Any]) -> list[Row]:
+    return [("BIP84 addresses derived", f"{r['per_second']:,.0f}/s", "", "")]
+
+
+BENCHES = [
+    Bench(
+        "http",
+        "bench.http_create",
+        lambda q: (
+            "POST invoice (BTC) through gunicorn, wrk at 16/64/256 clients, "
+            f"{2 if q else 10} s each"
+        ),
+        lambda m, q: m.run((16, 64, 256), 2 if q else 10),
+        _http_rows,
+    ),
+    Bench(
+        "btc",
+        "bench.btc_detection",
+        lambda q: f"{20 if q else 200} BTC payments, a block every 10, worker woken by ZMQ",
+        lambda m, q: m.run(20 if q else 200, 10),
+        _btc_rows,
+    ),
+    Bench(
+        "scan",
+        "bench.block_scan",
+        lambda q: (
+            (
+                "400-tx block vs 1k/10k/100k watched"
+                if q
+                else "4,000-tx block vs 10k/100k/1M watched"
+            )
+            + ", and the naive per-invoice poll"
+        ),
+        lambda m, q: (
+            m.run(400, (1_000, 10_000, 100_000), 3)
+            if q
+            else m.run(4_000, (10_000, 100_000, 1_000_000), 10)
+        ),
+        _scan_rows,
+    ),
+    Bench(
+        "derive",
+        "bench.block_scan",
+        lambda q: f"{200 if q else 2_000} BIP84 receive addresses from one account key",
+        lambda m, q: m.derive_rate(200 if q else 2_000),
+        _derive_rows,
+    ),
+    Bench(
+        "redis",
+        "bench.redis_memory",
+        lambda q: f"{5_000 if q else 100_000:,} open invoices mirrored into an empty Redis",
+        lambda m, q: m.run(5_000 if q else 100_000),
+        _redis_rows,
+    ),
+    Bench(
+        "sse",
+        "bench.sse_fanout",
+        lambda q: f"{50 if q else 1_000} checkout SSE clients, all invoices paid in one commit",
+        lambda m, q: m.run(50, 2.0, 3.0) if q else m.run(1_000, 15.0, 20.0),
+        _sse_rows,
+    ),
+    Bench(
+        "kzte",
+        "bench.kzte_detection",
+        lambda q: f"{20 if q else 200} open KZTE invoices on the sandbox validator",
+        lambda m, q: m.run(count=20 if q else 200),
+        _flat_rows,
+    ),
+    Bench(
+        "ledger",
+        "bench.ledger_bench",
+        lambda q: (
+            "ledger postings and the zone dashboard over "
+            + ("1,000 settlements / 10,000 entries" if q else "100,000 settlements / 1M entries")
+        ),
+        lambda m, q: m.run(1_000, 10_000) if q else m.run(100_000, 1_000_000),
+        _flat_rows,
+    ),
+]
+
+
+def _print_table(rows: list[tuple[str, Row]]) -> None:
+    headers = ("benchmark", "metric", "value", "target", "")
+    table = [headers] + [(name, *row) for name, row in rows]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(headers))]
+    rule = "-+-".join("-" * w for w in widths)
+    for number, line in enumerate(table):
+        print(" | ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)))
+        if number == 0:
+            print(rule)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke, ~2 min)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[b.name for b in BENCHES],
+        help="run only this benchmark (repeatable)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    selected = [b for b in BENCHES if not args.only or b.name in args.only]
+    info = machine()
+    print(
+        f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB memory, "
+        f"Python {info['python']}, database {info['database']}",
+        flush=True,
+    )
+    results: dict[str, Any] = {}
+    table: list[tuple[str, Row]] = []
+    failed = False
+    for bench in selected:
+        workload = bench.workload(args.quick)
+        print(f"\n== {bench.name}: {workload}", flush=True)
+        began = time.monotonic()
+        entry: dict[str, Any] = {"workload": workload}
+        if importlib.util.find_spec(bench.module) is None:
+            entry["result"] = {"available": False, "reason": f"{bench.module} does not exist"}
+            table.append((bench.name, ("-", "not available", "", "")))
+        else:
+            try:
+                result = bench.call(importlib.import_module(bench.module), args.quick)
+                entry["result"] = result
+                if result.get("available") is False:
+                    table.append((bench.name, ("-", f"not available: {result['reason']}", "", "")))
+                else:
+                    table += [(bench.name, row) for row in bench.rows(result)]
+            except Exception as exc:  # one broken benchmark must not hide the others' numbers
+                traceback.print_exc()
+                failed = True
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                table.append((bench.name, ("-", f"ERROR {type(exc).__name__}: {exc}", "", "")))
+        entry["seconds"] = round(time.monotonic() - began, 1)
+        print(f"== {bench.name} done in {entry['seconds']} s", flush=True)
+        results[bench.name] = entry
+    document = {
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "benchmarks": results,
+    }
+    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print()
+    _print_table(table)
+    for name, entry in results.items():
+        result = entry.get("result") or {}
+        for key, value in result.items():
+            if key.startswith("profile") and value:
+                print(f"\n{name}: {key} (cProfile, where the time goes)")
+                print("\n".join(f"  {line}" for line in value))
+    print(f"\nwrote {args.output}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
