@@ -1,19 +1,23 @@
 """Server-Sent Events for live invoice pages, fed from the Redis event stream.
 
-Each connection tails `cc:events` (XREAD, short blocks that stay under the Redis client's
-socket timeout), forwards the changes of one invoice, sends a comment line as a heartbeat so
-proxies keep the connection open, and ends after a bounded lifetime (the browser's EventSource
-reconnects by itself) or once the invoice is final. Missing a message is harmless: every
-message carries the whole live state, and the page falls back to polling if the stream fails.
+One reader thread per web process (`EventHub`) tails `cc:events` and wakes only the connections
+watching the invoice an event is about; a thousand open checkout pages cost one XREAD, not a
+thousand. Each connection forwards the changes of one invoice, sends a comment line as a
+heartbeat so proxies keep the connection open, and ends after a bounded lifetime (the browser's
+EventSource reconnects by itself) or once the invoice is final. Missing a message is harmless:
+every message carries the whole live state, and the page falls back to polling if the stream
+fails.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
+import redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,6 +65,119 @@ def _message(payload: dict[str, object], event: str = "status", event_id: str = 
     return f"{head}event: {event}\ndata: {json.dumps(payload, sort_keys=True)}\n\n"
 
 
+class EventHub:
+    """Tails the event stream once per process and wakes the waiters of each invoice."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self._lock = threading.Lock()
+        self._changed: dict[str, threading.Condition] = {}
+        self._counts: dict[str, int] = {}  # events seen per watched invoice
+        self._waiters: dict[str, int] = {}
+        self._healthy = True
+        self._thread: threading.Thread | None = None
+
+    def _ensure_reader(self) -> None:
+        # Started on first use, in the serving process (never at import, never before a fork);
+        # called with the lock held, so at most one reader runs.
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._read, name="sse-hub", daemon=True)
+            self._thread.start()
+
+    def _read(self) -> None:
+        # A connection of its own: the long XREADs never share a socket with request code.
+        pool = self.coordinator.client.connection_pool
+        client = redis.Redis(
+            connection_pool=type(pool)(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
+        reader = Coordinator(client)
+        try:
+            self._read_with(reader)
+        finally:
+            client.close()
+            pool_of_reader = client.connection_pool
+            pool_of_reader.disconnect()
+
+    def _read_with(self, reader: Coordinator) -> None:
+        last_id = "$"
+        while True:
+            with self._lock:
+                if not self._changed:
+                    self._thread = None
+                    return  # nobody is watching: the next subscriber starts a new reader
+            try:
+                if last_id == "$":
+                    last_id = stream_tail(reader)
+                entries = reader.read_events(last_id, BLOCK_MS, count=1_000)
+                self._healthy = True
+            except CoordinationUnavailableError as exc:
+                log.warning("live event hub paused: %s", exc)
+                self._set_unhealthy()
+                time.sleep(1.0)
+                last_id = "$"  # resume at the tail: pages re-read their state on reconnect
+                continue
+            if not entries:
+                continue
+            last_id = entries[-1][0]
+            with self._lock:
+                for _entry_id, fields in entries:
+                    invoice_id = fields.get("invoice", "")
+                    condition = self._changed.get(invoice_id)
+                    if condition is not None:
+                        self._counts[invoice_id] += 1
+                        condition.notify_all()
+
+    def _set_unhealthy(self) -> None:
+        with self._lock:
+            self._healthy = False
+            for condition in self._changed.values():
+                condition.notify_all()
+
+    def subscribe(self, invoice_id: str) -> int:
+        """Start watching an invoice; returns the event count to pass to `wait`."""
+        with self._lock:
+            if invoice_id not in self._changed:
+                self._changed[invoice_id] = threading.Condition(self._lock)
+                self._counts[invoice_id] = 0
+            self._waiters[invoice_id] = self._waiters.get(invoice_id, 0) + 1
+            self._ensure_reader()
+            return self._counts[invoice_id]
+
+    def unsubscribe(self, invoice_id: str) -> None:
+        with self._lock:
+            self._waiters[invoice_id] -= 1
+            if self._waiters[invoice_id] == 0:
+                del self._waiters[invoice_id], self._changed[invoice_id], self._counts[invoice_id]
+
+    def wait(self, invoice_id: str, seen: int, timeout: float) -> int:
+        """Block until the invoice has an event after `seen` (or the timeout); the new count.
+
+        Raises CoordinationUnavailableError while the hub cannot read Redis.
+        """
+        with self._lock:
+            self._changed[invoice_id].wait_for(
+                lambda: self._counts[invoice_id] != seen or not self._healthy, timeout
+            )
+            if not self._healthy:
+                raise CoordinationUnavailableError("live updates paused")
+            return self._counts[invoice_id]
+
+
+_HUBS: dict[int, EventHub] = {}
+_HUBS_LOCK = threading.Lock()
+
+
+def hub_for(coordinator: Coordinator) -> EventHub:
+    """The process's hub for this Redis connection."""
+    with _HUBS_LOCK:
+        hub = _HUBS.get(id(coordinator))
+        if hub is None or hub.coordinator is not coordinator:
+            hub = _HUBS[id(coordinator)] = EventHub(coordinator)
+        return hub
+
+
 def invoice_events(
     factory: sessionmaker[Session],
     coordinator: Coordinator,
@@ -71,30 +188,29 @@ def invoice_events(
     """Yield SSE messages for one invoice: its state now, then on every event, until done."""
     deadline = time.monotonic() + lifetime_seconds
     yield f"retry: {RETRY_MS}\n\n"
+    hub = hub_for(coordinator)
+    seen = hub.subscribe(invoice_id)  # before the snapshot, so no event falls in between
     try:
-        last_id = stream_tail(coordinator)
-        payload = live_payload(factory, coordinator, invoice_id)
-    except (CoordinationUnavailableError, NotFoundError) as exc:
-        yield _message({"reason": str(exc)}, "fallback")
-        return
-    yield _message(payload)
-    last_sent = time.monotonic()
-    while payload["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
         try:
-            entries = coordinator.read_events(last_id, BLOCK_MS)
-        except CoordinationUnavailableError as exc:
-            log.warning("live stream for %s ends: %s", invoice_id, exc)
-            yield _message({"reason": "live updates paused"}, "fallback")
-            return
-        changed = False
-        for entry_id, fields in entries:
-            last_id = entry_id
-            changed = changed or fields.get("invoice") == invoice_id
-        if changed:
             payload = live_payload(factory, coordinator, invoice_id)
-            yield _message(payload, event_id=last_id)
-            last_sent = time.monotonic()
-        elif time.monotonic() - last_sent >= heartbeat_seconds:
-            yield ": heartbeat\n\n"
-            last_sent = time.monotonic()
-    yield _message({"reason": "reconnect"}, "bye")
+        except (CoordinationUnavailableError, NotFoundError) as exc:
+            yield _message({"reason": str(exc)}, "fallback")
+            return
+        yield _message(payload)
+        while payload["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
+            wait = min(heartbeat_seconds, max(deadline - time.monotonic(), 0.0))
+            try:
+                count = hub.wait(invoice_id, seen, wait)
+            except CoordinationUnavailableError as exc:
+                log.warning("live stream for %s ends: %s", invoice_id, exc)
+                yield _message({"reason": "live updates paused"}, "fallback")
+                return
+            if count != seen:
+                seen = count
+                payload = live_payload(factory, coordinator, invoice_id)
+                yield _message(payload, event_id=str(payload["version"]))
+            else:
+                yield ": heartbeat\n\n"
+        yield _message({"reason": "reconnect"}, "bye")
+    finally:
+        hub.unsubscribe(invoice_id)

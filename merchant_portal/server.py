@@ -27,14 +27,15 @@ class PortalServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings, bind: str, workers: int = 2) -> int:
-    # gthread: live pages hold connections open; threads keep a slow client from blocking a worker.
+    # gthread: each open live page (SSE) holds a thread while it waits on the process's event hub,
+    # so workers get many cheap threads; a slow client never blocks a whole worker.
     PortalServer(
         settings,
         {
             "bind": bind,
             "workers": workers,
-            "worker_class": "gthread",
-            "threads": 8,
+            
+            "threads": 64,
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",

@@ -149,7 +149,8 @@ def test_sse_tells_the_page_to_poll_when_redis_is_gone(runtime: Runtime, invoice
 
     runtime.coordinator = Coordinator(connect("redis://127.0.0.1:1/0"))
     app = create_app(runtime=runtime, test_config={"TESTING": True})
-    assert [e["event"] for e in _sse(app, invoice_id)] == ["fallback"]
+    # The page gets the state the database knows, then is told to poll.
+    assert [e["event"] for e in _sse(app, invoice_id)] == ["status", "fallback"]
     # The polling fallback still answers from the database.
     assert app.test_client().get(f"/i/{invoice_id}/status.json").json["status"] == "new"
 
