@@ -7,7 +7,7 @@ to `processing` in one transaction (as a block confirming them all would), commi
 publishes the events to Redis; the clock runs from the commit to the moment the last client
 read "processing". Target: all clients within 1 s.
 
-Two server configurations are measured: the shipped `cryptocity web` (2 gthread workers x 8
+Two server configurations are measured: the shipped `cryptocity web` (2 gthread workers x 64
 threads, so at most 128 streams are served at once) and gunicorn with enough threads for one
 stream per client (same app, `gunicorn -k gthread --threads N`). A client closes its connection
 once it has seen the payment; the server notices at its next write (the 15 s heartbeat), so in

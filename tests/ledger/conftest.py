@@ -39,5 +39,3 @@ def make_invoice(runtime: Runtime, session: Session, shop: Merchant) -> MakeInvo
         return invoice
 
     return make
-
-
