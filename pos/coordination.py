@@ -157,6 +157,26 @@ class Coordinator:
             raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
         return bool(result & 1), bool(result & 2)
 
+    def apply_events(
+        self, batch: Sequence[tuple[str, int, Mapping[str, str], Mapping[str, str], int, bool]]
+    ) -> None:
+        """`apply_event` for many events in one pipeline, in order (same guarantees each)."""
+        pipe = self.client.pipeline(transaction=False)
+        for invoice_id, event_version, event_fields, snapshot, snapshot_version, terminal in batch:
+            argv: list[str | int] = [
+                event_version,
+                snapshot_version,
+                TERMINAL_TTL_SECONDS if terminal else 0,
+                STREAM_MAXLEN,
+                len(event_fields),
+            ]
+            for key, value in event_fields.items():
+                argv += [key, value]
+            for key, value in snapshot.items():
+                argv += [key, value]
+            self._apply(keys=[invoice_key(invoice_id), EVENT_STREAM], args=argv, client=pipe)
+        self._run(pipe)
+
     def put_snapshot(
         self,
         invoice_id: str,
