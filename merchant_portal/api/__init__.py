@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
 
 def _load_views() -> None:
     # Views register their routes on `bp` at import; errors attach to `bp` only.
-    from merchant_portal.api import docs, errors, invoices  # noqa: F401
+    from merchant_portal.api import docs, errors, invoices, statement  # noqa: F401
 
     errors.register(bp)
 
