@@ -7,8 +7,8 @@ to `processing` in one transaction (as a block confirming them all would), commi
 publishes the events to Redis; the clock runs from the commit to the moment the last client
 read "processing". Target: all clients within 1 s.
 
-Two server configurations are measured: the shipped `cryptocity web` (2 gthread workers x 64
-threads, so at most 128 streams are served at once) and gunicorn with enough threads for one
+Two server configurations are measured: the shipped `cryptocity web` (2 gthread workers x 512
+threads, so at most 1,024 streams are served at once) and gunicorn with enough threads for one
 stream per client (same app, `gunicorn -k gthread --threads N`). A client closes its connection
 once it has seen the payment; the server notices at its next write (the 15 s heartbeat), so in
 the shipped configuration queued clients are served about every 15 s.
@@ -138,7 +138,7 @@ def run(clients: int = 1_000, settle_s: float = 15.0, deadline_s: float = 20.0) 
     # Connections are not spread evenly over the workers: each may take nearly all of them.
     threads = clients + 16
     variants: list[tuple[str, list[str] | None]] = [
-        ("shipped: cryptocity web, 2 workers x 64 threads", None),
+        ("shipped: cryptocity web, 2 workers x 512 threads", None),
         (
             f"gunicorn -k gthread -w 2 --threads {threads}",
             [

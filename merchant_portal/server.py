@@ -26,16 +26,16 @@ class PortalServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
-def serve(settings: Settings, bind: str, workers: int = 2) -> int:
-    # gthread: each open live page (SSE) holds a thread while it waits on the process's event hub,
-    # so workers get many cheap threads; a slow client never blocks a whole worker.
+def serve(settings: Settings, bind: str, workers: int = 2, threads: int = 512) -> int:
+    # gthread: each open live page (SSE) holds a thread while it waits on the process's event
+    # hub (a Condition, no CPU, no Redis call), so workers get many cheap threads: 2 x 512
+    # serve a thousand open checkout pages and still answer the terminals.
     PortalServer(
         settings,
         {
             "bind": bind,
             "workers": workers,
-            
-            "threads": 64,
+            "threads": threads,
             "timeout": 60,
             "graceful_timeout": 10,
             "accesslog": "-",
