@@ -55,6 +55,7 @@ CHAIN = "bitcoin"
 METHOD = "btc"
 LEASE = "watch:bitcoin"
 LEASE_MS = 30_000
+CATCH_UP_COMMIT_BLOCKS = 100
 KEEP_BLOCKS = 144  # a day of block hashes is far deeper than any reorg we expect
 LOOKUP_CHUNK = 2_000
 TRACKED = (PaymentStatus.SEEN, PaymentStatus.CONFIRMED, PaymentStatus.REORGED)
@@ -158,20 +159,31 @@ class BitcoinWatcher:
                 result.blocks_scanned += 1
                 if total > 10 and (number % 50 == 0 or number == total):
                     log.info("bitcoin catch-up: block %d/%d (height %d)", number, total, height)
+                if number % CATCH_UP_COMMIT_BLOCKS == 0 and number < total:
+                    # A long catch-up keeps its progress: commit every so many blocks.
+                    if not self._commit(session, touched, epoch, result):
+                        return PollResult()
+                    touched = set()
             touched |= self._scan_mempool(session, mempool)
             touched |= self._refresh(session, tip, mempool)
-            result.payments_changed = len(touched)
-            if self.rt.coordinator.epoch() != epoch:
-                session.rollback()  # the watch index changed under us: redo next poll
+            if not self._commit(session, touched, epoch, result):
                 return PollResult()
-            for invoice_id in sorted(touched):
-                invoice = session.get(Invoice, invoice_id)
-                if invoice is not None:
-                    result.events += len(reevaluate(session, invoice))
-            session.commit()
-            invoices.publish_after_commit(self.rt.session_factory, self.rt.coordinator, session)
         self.rt.coordinator.set_watermark(METHOD, snapshot_at)
         return result
+
+    def _commit(self, session: Session, touched: set[str], epoch: str, result: PollResult) -> bool:
+        """Re-evaluate the touched invoices, commit, publish; False if Redis was rebuilt."""
+        if self.rt.coordinator.epoch() != epoch:
+            session.rollback()  # the watch index changed under us: redo next poll
+            return False
+        for invoice_id in sorted(touched):
+            invoice = session.get(Invoice, invoice_id)
+            if invoice is not None:
+                result.events += len(reevaluate(session, invoice))
+        result.payments_changed += len(touched)
+        session.commit()
+        invoices.publish_after_commit(self.rt.session_factory, self.rt.coordinator, session)
+        return True
 
     # --- reorgs -----------------------------------------------------------------------------
     def _find_fork(self, session: Session, height: int) -> int:

@@ -267,3 +267,17 @@ def test_reconciliation_verifier_rereads_the_payment_from_its_block(world: World
         client.close()
     down = BitcoinVerifier(BitcoinCoreClient("http://u:p@127.0.0.1:1", timeout=0.5, retries=0))
     assert down.verify(payment) is None  # no answer is not a verdict
+
+
+def test_a_long_catch_up_commits_as_it_goes(world: World) -> None:
+    invoice_id = world.invoice()
+    world.pay(invoice_id)
+    world.mine(1)
+    world.mine(150)  # more than one commit's worth of blocks while no worker runs
+    world.tick()  # a single pass scans them all
+    invoice = world.load(invoice_id)
+    assert invoice.status is InvoiceStatus.SETTLED
+    assert invoice.payments[0].confirmations == 151
+    with world.runtime.session_factory() as session:
+        cursor = session.get(ChainCursor, "bitcoin")
+        assert cursor is not None and cursor.height == rpc(world.node, "getblockcount")
