@@ -26,10 +26,16 @@ from typing import Any
 import redis
 
 from bench.chain import Payer, start_bench_node
-from bench.common import Scratch, free_port, profile_file_top, say, scratch, summary_ms
-from pos import invoices
+from bench.common import (
+    Scratch,
+    free_port,
+    open_invoices,
+    profile_file_top,
+    say,
+    scratch,
+    summary_ms,
+)
 from pos.coordination import EVENT_STREAM
-from pos.invoices import InvoiceRequest
 from pos.states import PaymentMethod
 from settlement.chains.bitcoin_core import BitcoinCoreClient
 
@@ -88,19 +94,8 @@ class StreamListener:
 
 def _open_invoices(env: Scratch, count: int) -> list[tuple[str, str, int]]:
     """`count` open BTC invoices, committed and published: (id, address, due sat)."""
-    with env.rt.session_factory() as session:
-        created = [
-            invoices.create_invoice(
-                session,
-                env.settings,
-                env.rt.rates,
-                InvoiceRequest(env.merchant_id, PRICE_TIYN, PaymentMethod.BTC),
-            )
-            for _ in range(count)
-        ]
-        session.commit()
-        invoices.publish_after_commit(env.rt.session_factory, env.rt.coordinator, session)
-        return [(i.id, i.btc_address or "", i.amount_due_atomic) for i in created]
+    created = open_invoices(env, count, PaymentMethod.BTC, PRICE_TIYN)
+    return [(i.id, i.btc_address or "", i.amount_due_atomic) for i in created]
 
 
 def _start_worker(env: Scratch, profile_to: Path | None) -> subprocess.Popen[bytes]:

@@ -30,12 +30,14 @@ from typing import Any
 from solders.keypair import Keypair
 from sqlalchemy.engine import make_url
 
-from pos import accounts
+from pos import accounts, invoices
 from pos.demo import demo_account_xpub, demo_solana_wallet
 from pos.migrate import upgrade
+from pos.models import Invoice
 from pos.redis_server import EmbeddedRedis
 from pos.runtime import Runtime, open_runtime
 from pos.settings import BitcoinNetwork, Mode, Settings
+from pos.states import PaymentMethod
 
 SECRET = "bench-secret-key-that-is-long-enough-for-anything"
 VENV_BIN = Path(sys.executable).parent
@@ -292,3 +294,22 @@ def _wait_http(server: WebServer, url: str, timeout: float) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     raise RuntimeError(f"the web server did not answer {url} within {timeout:.0f}s")
+
+
+def open_invoices(
+    env: Scratch, count: int, method: PaymentMethod, price_tiyn: int
+) -> list[Invoice]:
+    """`count` open invoices of the scratch merchant, committed and published to Redis."""
+    with env.rt.session_factory() as session:
+        created = [
+            invoices.create_invoice(
+                session,
+                env.settings,
+                env.rt.rates,
+                invoices.InvoiceRequest(env.merchant_id, price_tiyn, method),
+            )
+            for _ in range(count)
+        ]
+        session.commit()
+        invoices.publish_after_commit(env.rt.session_factory, env.rt.coordinator, session)
+        return created

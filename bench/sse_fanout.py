@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import (
     VENV_BIN,
     Scratch,
+    open_invoices,
     percentile,
     profile_top,
     say,
@@ -33,7 +34,6 @@ from bench.common import (
     web_server,
 )
 from pos import invoices
-from pos.invoices import InvoiceRequest
 from pos.models import Invoice
 from pos.states import InvoiceStatus, PaymentMethod
 
@@ -49,19 +49,7 @@ def _raise_fd_limit() -> None:
 
 
 def _open_invoices(env: Scratch, count: int) -> list[str]:
-    with env.rt.session_factory() as session:
-        created = [
-            invoices.create_invoice(
-                session,
-                env.settings,
-                env.rt.rates,
-                InvoiceRequest(env.merchant_id, PRICE_TIYN, PaymentMethod.KZTE),
-            )
-            for _ in range(count)
-        ]
-        session.commit()
-        invoices.publish_after_commit(env.rt.session_factory, env.rt.coordinator, session)
-        return [invoice.id for invoice in created]
+    return [i.id for i in open_invoices(env, count, PaymentMethod.KZTE, PRICE_TIYN)]
 
 
 def _pay_all(env: Scratch, ids: list[str]) -> tuple[float, float]:

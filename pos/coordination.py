@@ -101,6 +101,28 @@ return 0
 """
 
 
+def _apply_argv(
+    event_version: int,
+    event_fields: Mapping[str, str],
+    snapshot: Mapping[str, str],
+    snapshot_version: int,
+    terminal: bool,
+) -> list[str | int]:
+    """The ARGV of the apply-event script (see its comment)."""
+    argv: list[str | int] = [
+        event_version,
+        snapshot_version,
+        TERMINAL_TTL_SECONDS if terminal else 0,
+        STREAM_MAXLEN,
+        len(event_fields),
+    ]
+    for key, value in event_fields.items():
+        argv += [key, value]
+    for key, value in snapshot.items():
+        argv += [key, value]
+    return argv
+
+
 def connect(url: str) -> redis.Redis:
     """A client with short timeouts: a stuck Redis must not hang a checkout page."""
     return redis.Redis.from_url(
@@ -140,17 +162,7 @@ class Coordinator:
         terminal: bool,
     ) -> tuple[bool, bool]:
         """Mirror an event: (snapshot moved forward?, event appended to the stream?)."""
-        argv: list[str | int] = [
-            event_version,
-            snapshot_version,
-            TERMINAL_TTL_SECONDS if terminal else 0,
-            STREAM_MAXLEN,
-            len(event_fields),
-        ]
-        for key, value in event_fields.items():
-            argv += [key, value]
-        for key, value in snapshot.items():
-            argv += [key, value]
+        argv = _apply_argv(event_version, event_fields, snapshot, snapshot_version, terminal)
         try:
             result = int(self._apply(keys=[invoice_key(invoice_id), EVENT_STREAM], args=argv))
         except RedisError as exc:
@@ -163,17 +175,7 @@ class Coordinator:
         """`apply_event` for many events in one pipeline, in order (same guarantees each)."""
         pipe = self.client.pipeline(transaction=False)
         for invoice_id, event_version, event_fields, snapshot, snapshot_version, terminal in batch:
-            argv: list[str | int] = [
-                event_version,
-                snapshot_version,
-                TERMINAL_TTL_SECONDS if terminal else 0,
-                STREAM_MAXLEN,
-                len(event_fields),
-            ]
-            for key, value in event_fields.items():
-                argv += [key, value]
-            for key, value in snapshot.items():
-                argv += [key, value]
+            argv = _apply_argv(event_version, event_fields, snapshot, snapshot_version, terminal)
             self._apply(keys=[invoice_key(invoice_id), EVENT_STREAM], args=argv, client=pipe)
         self._run(pipe)
 
