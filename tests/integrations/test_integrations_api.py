@@ -278,6 +278,7 @@ def test_openapi_document_is_generated_from_the_routes(client: FlaskClient) -> N
         "/invoices/{invoice_id}",
         "/invoices/{invoice_id}/mark",
         "/merchant",
+        "/statement",
         "/openapi.json",
         "/docs",
     }
