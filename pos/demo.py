@@ -131,8 +131,11 @@ def run_demo(settings: Settings, with_chains: bool = True) -> int:
             from sandbox.demo_chains import start_demo_chains
 
             children += start_demo_chains(settings, env)
-        children.append(subprocess.Popen([*command, "worker"], env=env))
-        web = subprocess.Popen([*command, "web", "--bind", settings.web_bind], env=env)
+        # Own sessions: Ctrl-C reaches only this supervisor, which stops each child once.
+        children.append(subprocess.Popen([*command, "worker"], env=env, start_new_session=True))
+        web = subprocess.Popen(
+            [*command, "web", "--bind", settings.web_bind], env=env, start_new_session=True
+        )
         children.append(web)
         base = f"http://{settings.web_bind}"
         _wait_healthy(f"{base}/healthz", web, timeout=90)

@@ -85,6 +85,7 @@ class EmbeddedRedis:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C must not stop it before its users
         )
         log_file.close()
         deadline = time.monotonic() + timeout

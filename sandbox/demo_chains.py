@@ -61,7 +61,7 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
         "--datadir", str(settings.sandbox_dir / "bitcoin"),
         "--mine-interval", str(DEMO_MINE_INTERVAL_S),
         *(["--zmqpubsequence", settings.bitcoin_zmq_url] if settings.bitcoin_zmq_url else []),
-    ], env=env)
+    ], env=env, start_new_session=True)
     state_file: Path = settings.sandbox_dir / "solana.json"
     state_file.unlink(missing_ok=True)
     fund: list[str] = []
@@ -71,7 +71,7 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
         *command, "solana", "--data-dir", str(settings.data_dir),
         "--rpc-port", str(urlsplit(settings.solana_rpc_url).port or 8899),
         "--ws-port", str(urlsplit(settings.solana_ws_url).port or 8900), *fund,
-    ], env=env, stdout=subprocess.DEVNULL)
+    ], env=env, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait("Bitcoin sandbox", lambda: _bitcoin_ready(settings.bitcoin_rpc_url), bitcoin)
         print(f"bitcoin: regtest stand-in at {rpc.hostname}:{rpc.port}", flush=True)
