@@ -20,11 +20,11 @@ from btcnode_helpers import AUTH, Client, Key, coinbase_coin, spend
 from sandbox.bitcoin.node import RunningNode, start_node
 from sandbox.bitcoin.scripts import address_to_script
 
-FIXTURES = Path("/work/shared/fixtures/bitcoind")
+# ../shared beside the repository, wherever the clone lives (CI clones elsewhere than /work).
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bitcoind"
 MERCHANT2 = "bcrt1q0p4gn23lev2zg0xy8e0mzgfwug85ypm2hm35mh"
 MERCHANT = "bcrt1qp4qx3y25kdxt7pyt9fe59k45k934gzz68tv227"
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="fixtures not available")
 
 
 def load(prefix: str) -> dict[str, Any]:
