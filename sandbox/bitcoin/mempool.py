@@ -82,24 +82,21 @@ class Mempool:
     # -- graph -------------------------------------------------------------------------
     def ancestors(self, txid: str) -> set[str]:
         """All in-mempool ancestors of ``txid``."""
-        seen: set[str] = set()
-        stack = list(self.entries[txid].parents)
-        while stack:
-            cur = stack.pop()
-            if cur not in seen:
-                seen.add(cur)
-                stack.extend(self.entries[cur].parents)
-        return seen
+        return self._closure(txid, "parents")
 
     def descendants(self, txid: str) -> set[str]:
         """All in-mempool descendants of ``txid``."""
+        return self._closure(txid, "children")
+
+    def _closure(self, txid: str, edge: str) -> set[str]:
+        """Every entry reachable from ``txid`` along ``edge`` ("parents" or "children")."""
         seen: set[str] = set()
-        stack = list(self.entries[txid].children)
+        stack = list(getattr(self.entries[txid], edge))
         while stack:
             cur = stack.pop()
             if cur not in seen:
                 seen.add(cur)
-                stack.extend(self.entries[cur].children)
+                stack.extend(getattr(self.entries[cur], edge))
         return seen
 
     def add(self, entry: MempoolEntry) -> None:
