@@ -23,6 +23,7 @@ from sandbox.solana.mint import setup_sandbox
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+PORT_BUSY_WAIT_S = 15.0
 SLOT_TIME_MS = 400
 
 
@@ -149,6 +150,25 @@ def launch(rpc_port: int, ws_port: int, log_path: Path) -> tuple[subprocess.Pope
     return process, str(ready["rpcUrl"]), str(ready["wsUrl"])
 
 
+def _launch_retrying(
+    rpc_port: int, ws_port: int, directory: Path
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`launch`, waiting a few seconds for a fixed port that is still taken.
+
+    A restart on the same port can find it briefly busy: the old listener's port may have been
+    picked as another connection's ephemeral local port in the meantime.
+    """
+    deadline = time.monotonic() + PORT_BUSY_WAIT_S
+    while True:
+        try:
+            return launch(rpc_port, ws_port, directory / "surfnet.log")
+        except ValidatorError as exc:
+            fixed = bool(rpc_port or ws_port)
+            if not fixed or "EADDRINUSE" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def start_validator(
     data_dir: Path,
     rpc_port: int = 0,
@@ -166,7 +186,7 @@ def start_validator(
     if not 0 <= kzte_decimals <= 9:
         raise ValidatorError(f"kzte_decimals must be 0..9, got {kzte_decimals}")
     data_dir = Path(data_dir).resolve()
-    process, rpc_url, ws_url = launch(rpc_port, ws_port, sandbox_dir(data_dir) / "surfnet.log")
+    process, rpc_url, ws_url = _launch_retrying(rpc_port, ws_port, sandbox_dir(data_dir))
     validator = RunningValidator(process, data_dir, rpc_url, ws_url, "", kzte_decimals)
     try:
 
