@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money
-from pos.invoice_view import crypto_decimals, crypto_symbol, payment_uri, remaining_atomic
+from pos.invoice_view import amount_to_request, crypto_decimals, crypto_symbol, payment_uri
 from pos.models import Invoice
 from pos.qr import qr_svg
 from pos.states import InvoiceStatus, PaymentMethod
@@ -27,7 +27,6 @@ def checkout_context(invoice: Invoice) -> dict[str, Any]:
     """Everything the checkout and terminal QR screens show about an invoice."""
     cfg = settings()
     decimals = crypto_decimals(invoice, cfg)
-    remaining = remaining_atomic(invoice)
     address = invoice.btc_address if invoice.method is PaymentMethod.BTC else invoice.kzte_recipient
     return {
         "invoice": invoice,
@@ -36,7 +35,8 @@ def checkout_context(invoice: Invoice) -> dict[str, Any]:
         "symbol": crypto_symbol(invoice),
         "due": money.format_units(invoice.amount_due_atomic, decimals),
         "paid": money.format_units(invoice.amount_paid_atomic, decimals),
-        "remaining": money.format_units(remaining or invoice.amount_due_atomic, decimals),
+        # The same amount the QR asks for (never below the BTC dust limit).
+        "remaining": money.format_units(amount_to_request(invoice), decimals),
         "partly_paid": invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic > 0,
         "price": money.format_kzt(invoice.price_tiyn),
         "rate": invoice.rate,

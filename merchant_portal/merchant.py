@@ -185,7 +185,7 @@ def save_step(step: str) -> Response | tuple[str, int] | str:
                 status = 400 if errors else 200
                 return _render_step(step, merchant, errors, form, preview), status
             if key.text != merchant.btc_xpub:
-                merchant.btc_xpub = key.text
+                accounts.set_btc_account_key(session, merchant, key)
                 _audit("merchant.btc_xpub_set", merchant, {"kind": key.kind})
         elif step == "solana":
             wallet = kzte.parse_wallet(form["solana_wallet"])

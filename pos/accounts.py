@@ -12,7 +12,15 @@ from sqlalchemy.orm import Session
 from pos.db import utcnow
 from pos.errors import NotFoundError, ValidationError
 from pos.methods import bitcoin, kzte
-from pos.models import ALLOWED_CONFIRMATIONS, AuditLog, Merchant, MerchantStatus, Role, User
+from pos.models import (
+    ALLOWED_CONFIRMATIONS,
+    AuditLog,
+    BtcAccountKey,
+    Merchant,
+    MerchantStatus,
+    Role,
+    User,
+)
 from pos.passwords import MIN_PASSWORD_LENGTH, burn_time, hash_password, verify_password
 from pos.settings import Settings
 
@@ -55,12 +63,13 @@ def create_merchant(
     if not 2 <= len(name) <= 120:
         raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
     merchant = Merchant(name=name, status=status)
-    if btc_xpub:
-        merchant.btc_xpub = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network).text
+    key = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network) if btc_xpub else None
     if solana_wallet:
         merchant.solana_wallet = kzte.parse_wallet(solana_wallet)
     session.add(merchant)
     session.flush()
+    if key is not None:
+        set_btc_account_key(session, merchant, key)
     audit(
         session,
         "merchant.created",
@@ -69,6 +78,29 @@ def create_merchant(
         detail={"name": name, "status": status.value},
     )
     return merchant
+
+
+def set_btc_account_key(
+    session: Session, merchant: Merchant, key: bitcoin.AccountKey
+) -> BtcAccountKey:
+    """Make `key` the merchant's current BIP84 account; its own derivation index goes with it.
+
+    A key seen before (in any SLIP-132 encoding) continues at its own next index; an account
+    that another merchant registered is refused, so nobody receives into someone else's wallet.
+    """
+    row = session.scalar(select(BtcAccountKey).where(BtcAccountKey.identity == key.identity))
+    if row is None:
+        row = BtcAccountKey(merchant_id=merchant.id, xpub=key.text, identity=key.identity)
+        session.add(row)
+        session.flush()
+    elif row.merchant_id != merchant.id:
+        raise ValidationError(
+            "this account key is already registered in the zone; export the account key of "
+            "your own wallet",
+            field="btc_xpub",
+        )
+    merchant.btc_xpub = key.text
+    return row
 
 
 def set_policies(

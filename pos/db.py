@@ -76,6 +76,7 @@ class Base(DeclarativeBase):
         Decimal: DecimalText(),
         int: BigInteger().with_variant(Integer(), "sqlite"),
         dict[str, Any]: JSON(),
+        list[str]: JSON(),
     }
 
 

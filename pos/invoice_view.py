@@ -27,10 +27,22 @@ def remaining_atomic(invoice: Invoice) -> int:
     return max(invoice.amount_due_atomic - invoice.amount_paid_atomic, 0)
 
 
-def payment_uri(invoice: Invoice, settings: Settings, merchant_name: str) -> str:
-    """The BIP21 or Solana Pay URI for the amount still due (the full amount before payment)."""
-    message = invoice.description or f"Invoice {invoice.id}"
+def amount_to_request(invoice: Invoice) -> int:
+    """What the payment request asks for: the rest still due (the full amount before payment).
+
+    A BTC remainder below the dust limit is asked for as the dust limit: wallets cannot send
+    less, and an output below it would not count. The extra is an overpayment, owed back.
+    """
     due = remaining_atomic(invoice) or invoice.amount_due_atomic
+    if invoice.method is PaymentMethod.BTC:
+        return max(due, bitcoin.DUST_LIMIT_SAT)
+    return due
+
+
+def payment_uri(invoice: Invoice, settings: Settings, merchant_name: str) -> str:
+    """The BIP21 or Solana Pay URI for `amount_to_request`."""
+    message = invoice.description or f"Invoice {invoice.id}"
+    due = amount_to_request(invoice)
     if invoice.method is PaymentMethod.BTC:
         assert invoice.btc_address is not None
         return bitcoin.bip21_uri(invoice.btc_address, due, merchant_name, message)

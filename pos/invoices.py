@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pos import money
@@ -30,7 +31,7 @@ from pos.errors import (
     ValidationError,
 )
 from pos.methods import bitcoin, kzte
-from pos.models import Invoice, InvoiceEvent, Merchant, MerchantStatus
+from pos.models import BtcAccountKey, Invoice, InvoiceEvent, Merchant, MerchantStatus
 from pos.rates import RateBook, kzte_quote
 from pos.settings import Settings
 from pos.states import EventType, InvoiceStatus, PaymentMethod, transition
@@ -38,7 +39,7 @@ from pos.states import EventType, InvoiceStatus, PaymentMethod, transition
 log = logging.getLogger(__name__)
 
 _ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"  # no 0/o/1/l: read aloud at a counter
-MIN_BTC_DUE_SAT = 1_000  # well above the 294-sat P2WPKH dust limit
+MIN_BTC_DUE_SAT = 1_000  # well above bitcoin.DUST_LIMIT_SAT
 TERMINAL = frozenset({InvoiceStatus.EXPIRED, InvoiceStatus.INVALID, InvoiceStatus.SETTLED})
 
 
@@ -130,20 +131,43 @@ def _quote_btc(
     due_sat = money.btc_due_sat(invoice.price_tiyn, quote.rate)
     if due_sat < MIN_BTC_DUE_SAT:
         raise ValidationError("the amount is too small to pay in Bitcoin", field="amount")
-    # Atomic index allocation: concurrent invoices of one merchant never share an address.
+    # Atomic index allocation, per account key: concurrent invoices never share an address.
+    key_id = _account_key_id(session, merchant, merchant.btc_xpub)
     index = (
         session.execute(
-            update(Merchant)
-            .where(Merchant.id == merchant.id)
-            .values(btc_next_index=Merchant.btc_next_index + 1)
-            .returning(Merchant.btc_next_index)
+            update(BtcAccountKey)
+            .where(BtcAccountKey.id == key_id)
+            .values(next_index=BtcAccountKey.next_index + 1)
+            .returning(BtcAccountKey.next_index)
         ).scalar_one()
         - 1
     )
+    invoice.btc_account_key_id = key_id
     invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
     invoice.amount_due_atomic = due_sat
     invoice.btc_derivation_index = index
     invoice.btc_address = bitcoin.derive_address(merchant.btc_xpub, index, settings.bitcoin_network)
+
+
+def _account_key_id(session: Session, merchant: Merchant, xpub: str) -> int:
+    """The id of the merchant's current key row (made on first use for keys set directly)."""
+    identity = bitcoin.account_identity(xpub)
+    found = session.scalar(
+        select(BtcAccountKey.id).where(
+            BtcAccountKey.identity == identity, BtcAccountKey.merchant_id == merchant.id
+        )
+    )
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            row = BtcAccountKey(merchant_id=merchant.id, xpub=xpub, identity=identity)
+            session.add(row)
+    except IntegrityError:
+        raise PaymentMethodUnavailableError(
+            "this merchant's Bitcoin account key is registered to another merchant"
+        ) from None
+    return row.id
 
 
 def _quote_kzte(settings: Settings, merchant: Merchant, invoice: Invoice, now: datetime) -> None:
@@ -299,15 +323,24 @@ def expire_due(
         .order_by(Invoice.expires_at)
         .limit(limit)
     ).all()
+    expired: list[str] = []
     for invoice in due:
-        change_status(
-            session,
-            invoice,
-            InvoiceStatus.EXPIRED,
-            {"paid_atomic": invoice.amount_paid_atomic},
-            now,
-        )
-    return [invoice.id for invoice in due]
+        try:
+            with session.begin_nested():
+                change_status(
+                    session,
+                    invoice,
+                    InvoiceStatus.EXPIRED,
+                    {"paid_atomic": invoice.amount_paid_atomic},
+                    now,
+                )
+        except ConcurrentUpdateError:
+            # A person or a watcher changed it meanwhile: leave it; if it is still new and due,
+            # the next sweep expires it.
+            session.expire(invoice)
+            continue
+        expired.append(invoice.id)
+    return expired
 
 
 def unpaid_address_run(session: Session, merchant_id: int, limit: int = 100) -> int:
@@ -315,11 +348,18 @@ def unpaid_address_run(session: Session, merchant_id: int, limit: int = 100) -> 
 
     Wallets stop looking for payments after a gap of 20 unused addresses (BIP44 gap limit);
     the merchant page warns as this run approaches it, so no payment becomes invisible in the
-    owner's own wallet.
+    owner's own wallet. Only addresses of the merchant's current account key count.
     """
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None or not merchant.btc_xpub:
+        return 0
     paid_flags = session.scalars(
         select(Invoice.amount_paid_atomic > 0)
-        .where(Invoice.merchant_id == merchant_id, Invoice.btc_derivation_index.is_not(None))
+        .join(BtcAccountKey, BtcAccountKey.id == Invoice.btc_account_key_id)
+        .where(
+            BtcAccountKey.merchant_id == merchant_id,
+            BtcAccountKey.identity == bitcoin.account_identity(merchant.btc_xpub),
+        )
         .order_by(Invoice.btc_derivation_index.desc())
         .limit(limit)
     ).all()

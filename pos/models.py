@@ -35,8 +35,15 @@ class PaymentStatus(StrEnum):
     SEEN = "seen"  # in the mempool / confirmed commitment, not final
     CONFIRMED = "confirmed"  # in a block (BTC) - counts confirmations
     FINAL = "final"  # meets the merchant's policy (BTC) or finalized (KZTE)
-    REPLACED = "replaced"  # double-spent or replaced (RBF); no longer counts
-    REORGED = "reorged"  # its block left the best chain and it is not in the mempool
+    # A conflicting transaction spending one of its inputs was seen (mempool or block); the
+    # proof is `Payment.replaced_by`. No longer counts.
+    REPLACED = "replaced"
+    # Its block left the best chain and it is not in the mempool: unknown, not failed. Counts
+    # as unconfirmed for a grace window from `missing_since`; revives if mined again.
+    REORGED = "reorged"
+    # Vanished from the mempool without a block and without a seen conflict (node restart,
+    # eviction, expiry): unknown, like REORGED.
+    MISSING = "missing"
 
 
 ALLOWED_CONFIRMATIONS = (0, 1, 2, 6)
@@ -49,7 +56,6 @@ class Merchant(Base):
         CheckConstraint("expiry_minutes BETWEEN 1 AND 1440", name="expiry"),
         CheckConstraint("tolerance_bp BETWEEN 0 AND 1000", name="tolerance"),
         CheckConstraint("zero_conf_limit_tiyn >= 0", name="zero_conf_limit"),
-        CheckConstraint("btc_next_index >= 0", name="btc_next_index"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,8 +63,7 @@ class Merchant(Base):
     status: Mapped[MerchantStatus] = mapped_column(
         enum_column(MerchantStatus, "merchant_status"), default=MerchantStatus.ACTIVE
     )
-    btc_xpub: Mapped[str | None] = mapped_column(String(200))
-    btc_next_index: Mapped[int] = mapped_column(default=0)
+    btc_xpub: Mapped[str | None] = mapped_column(String(200))  # the current account key
     solana_wallet: Mapped[str | None] = mapped_column(String(64))
     confirmations_required: Mapped[int] = mapped_column(default=1)
     zero_conf_limit_tiyn: Mapped[int] = mapped_column(default=0)
@@ -68,6 +73,27 @@ class Merchant(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
+
+
+class BtcAccountKey(Base):
+    """A BIP84 account public key and the next receive index to hand out from it.
+
+    The index belongs to the key, not to the merchant: a merchant who replaces their key starts
+    at index 0 of the new wallet (the addresses shown for checking, inside the wallet's gap
+    limit), and going back to an old key continues where it stopped. `identity` (chain code and
+    public key) is the same for an xpub and a zpub of one account, so one account belongs to
+    one merchant only.
+    """
+
+    __tablename__ = "btc_account_keys"
+    __table_args__ = (CheckConstraint("next_index >= 0", name="next_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    xpub: Mapped[str] = mapped_column(String(200))
+    identity: Mapped[str] = mapped_column(String(130), unique=True)
+    next_index: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):
@@ -96,7 +122,7 @@ class User(Base):
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
-        UniqueConstraint("merchant_id", "btc_derivation_index"),
+        UniqueConstraint("btc_account_key_id", "btc_derivation_index"),
         CheckConstraint("price_tiyn > 0", name="price_positive"),
         CheckConstraint("amount_due_atomic > 0", name="due_positive"),
         CheckConstraint("amount_paid_atomic >= 0", name="paid_nonnegative"),
@@ -121,6 +147,7 @@ class Invoice(Base):
     amount_due_atomic: Mapped[int]
     amount_paid_atomic: Mapped[int] = mapped_column(default=0)
     btc_address: Mapped[str | None] = mapped_column(String(100), unique=True)
+    btc_account_key_id: Mapped[int | None] = mapped_column(ForeignKey("btc_account_keys.id"))
     btc_derivation_index: Mapped[int | None]
     kzte_recipient: Mapped[str | None] = mapped_column(String(64))
     kzte_mint: Mapped[str | None] = mapped_column(String(64))
@@ -167,6 +194,12 @@ class Payment(Base):
     block_height: Mapped[int | None]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The outpoints ("txid:vout") this transaction spends (BTC): a later transaction spending
+    # any of them is the proof of a replacement, kept here so a restart does not forget it.
+    spent_outpoints: Mapped[list[str]] = mapped_column(default=list)
+    replaced_by: Mapped[str | None] = mapped_column(String(128))  # the conflicting txid
+    # When a REORGED / MISSING payment was first found gone; its grace window runs from here.
+    missing_since: Mapped[datetime | None] = mapped_column(default=None)
 
     invoice: Mapped[Invoice] = relationship(back_populates="payments")
 

@@ -58,7 +58,10 @@ TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     InvoiceStatus.EXPIRED: frozenset(
         {InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED, InvoiceStatus.INVALID}
     ),
-    InvoiceStatus.INVALID: frozenset({InvoiceStatus.SETTLED}),  # only by a person's mark
+    # A person's mark settles it; or a watcher revives it when the payment it gave up on
+    # (reorged out or vanished, never double-spent) is mined after all. Watchers never move
+    # a marked invoice (settlement.payments.reevaluate).
+    InvoiceStatus.INVALID: frozenset({InvoiceStatus.SETTLED, InvoiceStatus.PROCESSING}),
 }
 
 EVENT_FOR_STATUS: dict[InvoiceStatus, EventType] = {

@@ -6,16 +6,23 @@ against a real bitcoind. One poll, under the `watch:bitcoin` lease:
 1. Snapshot the mempool FIRST, then read the tip: a transaction that leaves the mempool after
    the snapshot is in a block at or below the tip we scan, so nothing falls between the two.
 2. Reorgs: walk back from the checkpoint comparing stored block hashes with the node's; payments
-   in disconnected blocks go back to the mempool state (or `reorged` if the node dropped them).
+   in disconnected blocks go back to the mempool state, or to `reorged` (unknown) if the node
+   dropped them.
 3. Scan every block after the fork point / checkpoint (catch-up after downtime included),
-   matching outputs against the Redis watch index; a block transaction spending the inputs of
-   a reorged payment marks that payment double-spent.
-4. Examine mempool transactions not seen before.
-5. Refresh tracked payments: confirmations, finality by the merchant's policy, and payments
-   that vanished from the mempool without being mined (replaced / double-spent).
-6. Re-evaluate the touched invoices, commit, publish; set the watermark that lets the expiry
-   sweeper expire BTC invoices only up to the moment this watcher had a complete view.
-A node that times out makes the whole poll UNKNOWN: nothing changes, the next poll retries.
+   matching outputs against the Redis watch index. Coinbase outputs and outputs below the dust
+   limit never count. A transaction spending an input of a tracked payment is the proof that
+   the payment was replaced; the inputs are stored with each payment, so the proof survives a
+   restart.
+4. Examine mempool transactions not seen before: payments, and conflicts with tracked ones.
+5. Refresh tracked payments: confirmations and finality by the merchant's policy. One that
+   vanished from the mempool without a block and without a seen conflict is `missing`: unknown,
+   still counting for a grace window, revived if it is mined after all (DESIGN §5).
+6. Re-evaluate the touched invoices (each on its own, so a concurrent change by a person only
+   retries that invoice), commit, publish; set the watermark that lets the expiry sweeper expire
+   BTC invoices only up to the moment this watcher had a complete view.
+A node that times out makes the whole poll UNKNOWN: nothing changes, the next poll retries. A
+pruned node that no longer has a block we must scan stops the watcher with one clear error and
+the rescan instruction, never a crash loop.
 """
 
 from __future__ import annotations
@@ -23,16 +30,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pos import invoices
 from pos.coordination import chunked
 from pos.db import utcnow
+from pos.methods.bitcoin import DUST_LIMIT_SAT
 from pos.models import Invoice, Payment, PaymentStatus
 from pos.runtime import Runtime
 from pos.settings import BitcoinNetwork
@@ -41,12 +51,19 @@ from settlement.chain_state import ChainCursor, ScannedBlock
 from settlement.chains.bitcoin_core import BitcoinCoreClient, BlockView, TxView
 from settlement.chains.bitcoin_zmq import ZmqWakeup
 from settlement.errors import (
+    BlocksPrunedError,
     LostLeadershipError,
     NodeAuthError,
     NodeRpcError,
     NodeUnavailableError,
 )
-from settlement.payments import Observation, observe_payment, reevaluate
+from settlement.payments import (
+    UNKNOWN,
+    UNKNOWN_GRACE,
+    Observation,
+    observe_payment,
+    reevaluate_safely,
+)
 from settlement.worker import Duty
 
 log = logging.getLogger(__name__)
@@ -58,8 +75,18 @@ LEASE_MS = 30_000
 CATCH_UP_COMMIT_BLOCKS = 100
 KEEP_BLOCKS = 144  # a day of block hashes is far deeper than any reorg we expect
 LOOKUP_CHUNK = 2_000
-TRACKED = (PaymentStatus.SEEN, PaymentStatus.CONFIRMED, PaymentStatus.REORGED)
+# Payments whose state can still change: in the mempool, in a block not yet final, or unknown.
+TRACKED = (
+    PaymentStatus.SEEN,
+    PaymentStatus.CONFIRMED,
+    PaymentStatus.REORGED,
+    PaymentStatus.MISSING,
+)
 FINAL_REFRESH_DEPTH = 6  # keep counting confirmations of final payments up to this depth
+# Unknown payments are looked for this long (Core's own mempool expiry is two weeks).
+UNKNOWN_TRACKING = timedelta(days=14)
+PAID_STATUSES = (InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED)
+PRUNED_LOG_EVERY_SECONDS = 600.0
 CORE_CHAIN_NAMES = {
     BitcoinNetwork.MAINNET: "main",
     BitcoinNetwork.TESTNET: "test",
@@ -85,6 +112,48 @@ class PollResult:
     reorg_depth: int = 0
 
 
+def outpoint(txid: str, vout: int) -> str:
+    return f"{txid}:{vout}"
+
+
+def _is_coinbase(tx: TxView) -> bool:
+    # Only a coinbase has no previous outputs; its outputs are immature for 100 blocks and
+    # vanish in a reorg, so they never pay an invoice.
+    return not tx.spends
+
+
+@dataclass
+class Conflicts:
+    """Outpoints spent by tracked payments: a different transaction spending one replaces it."""
+
+    spent_by: dict[str, str] = field(default_factory=dict)  # outpoint -> the payment's txid
+
+    @classmethod
+    def load(cls, session: Session) -> Conflicts:
+        rows = session.execute(
+            select(Payment.txid, Payment.spent_outpoints).where(
+                Payment.chain == CHAIN, Payment.status.in_(TRACKED)
+            )
+        ).all()
+        return cls({point: txid for txid, points in rows for point in points or ()})
+
+    def add(self, txid: str, points: Iterable[str]) -> None:
+        for point in points:
+            self.spent_by[point] = txid
+
+    def victims(self, tx: TxView) -> set[str]:
+        """Tracked payment txids that `tx` conflicts with (it spends one of their inputs)."""
+        found: set[str] = set()
+        for prev_txid, vout in tx.spends:
+            victim = self.spent_by.get(outpoint(prev_txid, vout))
+            if victim is not None and victim != tx.txid:
+                found.add(victim)
+        return found
+
+    def forget(self, txid: str) -> None:
+        self.spent_by = {k: v for k, v in self.spent_by.items() if v != txid}
+
+
 @dataclass
 class BitcoinWatcher:
     """Holds what one leader remembers between polls (all of it can be rebuilt)."""
@@ -93,10 +162,9 @@ class BitcoinWatcher:
     client: BitcoinCoreClient
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:btc")
     examined_mempool: set[str] = field(default_factory=set)
-    # Inputs of payments whose block was disconnected: a new block spending them elsewhere
-    # proves a double spend.
-    reorged_spends: dict[tuple[str, int], str] = field(default_factory=dict)
     network_checked: bool = False
+    last_error: str | None = None
+    _last_error_logged: float = 0.0
 
     # --- the duty ---------------------------------------------------------------------------
     def run(self, rt: Runtime) -> int:
@@ -108,14 +176,23 @@ class BitcoinWatcher:
         except NodeUnavailableError as exc:
             log.warning("bitcoin node unavailable, state unknown until it answers: %s", exc)
             return 0
-        except NodeAuthError as exc:
-            log.error("%s", exc)
+        except (NodeAuthError, BlocksPrunedError) as exc:
+            self._report(str(exc))
             return 0
         except LostLeadershipError:
             log.warning("lost the bitcoin watcher lease mid-poll; another worker leads now")
             self.examined_mempool.clear()
             return 0
+        self.last_error = None
         return result.blocks_scanned + result.payments_changed
+
+    def _report(self, message: str) -> None:
+        """Log a standing error once, then every few minutes while it lasts (no log flood)."""
+        now = time.monotonic()
+        if message != self.last_error or now - self._last_error_logged > PRUNED_LOG_EVERY_SECONDS:
+            log.error("%s", message)
+            self._last_error_logged = now
+        self.last_error = message
 
     # --- one poll ---------------------------------------------------------------------------
     def _check_network(self) -> None:
@@ -151,10 +228,11 @@ class BitcoinWatcher:
                     result.reorg_depth = cursor.height - fork
                     touched |= self._disconnect(session, fork, mempool)
                 start = fork + 1
+            conflicts = Conflicts.load(session)
             total = tip - start + 1
             for number, height in enumerate(range(start, tip + 1), start=1):
-                block = self.client.block(self.client.block_hash(height))
-                touched |= self._scan_block(session, block)
+                block = self._fetch_block(height)
+                touched |= self._scan_block(session, block, conflicts)
                 self._checkpoint(session, block, fence)
                 result.blocks_scanned += 1
                 if total > 10 and (number % 50 == 0 or number == total):
@@ -164,22 +242,31 @@ class BitcoinWatcher:
                     if not self._commit(session, touched, epoch, result):
                         return PollResult()
                     touched = set()
-            touched |= self._scan_mempool(session, mempool)
+            touched |= self._scan_mempool(session, mempool, conflicts)
             touched |= self._refresh(session, tip, mempool)
             if not self._commit(session, touched, epoch, result):
                 return PollResult()
         self.rt.coordinator.set_watermark(METHOD, snapshot_at)
         return result
 
+    def _fetch_block(self, height: int) -> BlockView:
+        try:
+            return self.client.block(self.client.block_hash(height))
+        except NodeRpcError as exc:
+            if "pruned" not in exc.message.lower():
+                raise
+            info = self.client.call("getblockchaininfo")
+            prune_height = int(info.get("pruneheight", height + 1))
+            raise BlocksPrunedError(height, prune_height) from None
+
     def _commit(self, session: Session, touched: set[str], epoch: str, result: PollResult) -> bool:
         """Re-evaluate the touched invoices, commit, publish; False if Redis was rebuilt."""
         if self.rt.coordinator.epoch() != epoch:
             session.rollback()  # the watch index changed under us: redo next poll
             return False
+        late_window = timedelta(hours=self.rt.settings.late_watch_hours)
         for invoice_id in sorted(touched):
-            invoice = session.get(Invoice, invoice_id)
-            if invoice is not None:
-                result.events += len(reevaluate(session, invoice))
+            result.events += len(reevaluate_safely(session, invoice_id, late_window=late_window))
         result.payments_changed += len(touched)
         session.commit()
         invoices.publish_after_commit(self.rt.session_factory, self.rt.coordinator, session)
@@ -203,7 +290,7 @@ class BitcoinWatcher:
         # Deeper than everything we remember (or nothing stored): rescan from the oldest.
         return min(stored, default=height + 1) - 1
 
-    def _disconnect(self, session: Session, fork: int, mempool: dict[str, datetime]) -> set[str]:
+    def _disconnect(self, session: Session, fork: int, mempool: Collection[str]) -> set[str]:
         """Blocks above `fork` left the best chain: reset the payments they held."""
         gone = set(
             session.scalars(
@@ -219,8 +306,7 @@ class BitcoinWatcher:
         ).all()
         for payment in payments:
             in_mempool = payment.txid in mempool
-            if not in_mempool:
-                self._remember_spends(payment)
+            spends = tuple(payment.spent_outpoints) or self._inputs_of(payment)
             observe_payment(
                 session,
                 payment.invoice,
@@ -230,6 +316,7 @@ class BitcoinWatcher:
                     payment.output_index,
                     payment.amount_atomic,
                     PaymentStatus.SEEN if in_mempool else PaymentStatus.REORGED,
+                    spends=spends,
                 ),
             )
             touched.add(payment.invoice_id)
@@ -238,88 +325,117 @@ class BitcoinWatcher:
         )
         return touched
 
-    def _remember_spends(self, payment: Payment) -> None:
+    def _inputs_of(self, payment: Payment) -> tuple[str, ...]:
+        """The inputs of a payment recorded before they were stored (read from its old block)."""
         if payment.block_hash is None:
-            return
+            return ()
         try:
-            raw = self.client.call("getrawtransaction", payment.txid, True, payment.block_hash)
+            view = self.client.transaction_in_block(payment.txid, payment.block_hash)
         except NodeRpcError as exc:  # e.g. a pruned node: we only lose double-spend precision
             log.info("cannot read the inputs of reorged %s: %s", payment.txid, exc)
-            return
-        for vin in raw.get("vin", []):
-            if "txid" in vin:
-                self.reorged_spends[(vin["txid"], int(vin["vout"]))] = payment.txid
+            return ()
+        return tuple(outpoint(txid, vout) for txid, vout in view.spends)
 
     # --- scanning ---------------------------------------------------------------------------
-    def _match(self, txs: Iterable[TxView]) -> list[tuple[TxView, int, str]]:
-        """(tx, output index, invoice id) for every output paying a watched address."""
-        outputs = [(tx, out) for tx in txs for out in tx.outputs if out.address]
-        found: list[tuple[TxView, int, str]] = []
+    def _match(self, txs: Iterable[TxView]) -> list[tuple[TxView, int, int, str]]:
+        """(tx, output index, satoshi, invoice id) for every output that may pay an invoice."""
+        outputs = [
+            (tx, out)
+            for tx in txs
+            if not _is_coinbase(tx)
+            for out in tx.outputs
+            if out.address and out.amount_sat >= DUST_LIMIT_SAT
+        ]
+        found: list[tuple[TxView, int, int, str]] = []
         for batch in chunked(outputs, LOOKUP_CHUNK):
             owners = self.rt.coordinator.lookup(METHOD, [out.address for _, out in batch])
             found += [
-                (tx, out.vout, owners[out.address]) for tx, out in batch if out.address in owners
+                (tx, out.vout, out.amount_sat, owners[out.address])
+                for tx, out in batch
+                if out.address in owners
             ]
         return found
 
-    def _scan_block(self, session: Session, block: BlockView) -> set[str]:
+    def _replace(
+        self, session: Session, conflicts: Conflicts, victims: set[str], by_txid: str
+    ) -> set[str]:
+        """Mark the payments of each victim txid replaced by `by_txid` (the proof is stored)."""
         touched: set[str] = set()
-        if self.reorged_spends:
-            for tx in block.txs:
-                for outpoint in tx.spends:
-                    victim = self.reorged_spends.get(outpoint)
-                    if victim is not None and victim != tx.txid:
-                        touched |= self._mark_replaced(session, victim)
-        for tx, vout, invoice_id in self._match(block.txs):
-            invoice = session.get(Invoice, invoice_id)
-            if invoice is None:
-                continue
-            amount = next(o.amount_sat for o in tx.outputs if o.vout == vout)
-            observe_payment(
-                session,
-                invoice,
-                Observation(
-                    CHAIN,
-                    tx.txid,
-                    vout,
-                    amount,
-                    PaymentStatus.CONFIRMED,
-                    confirmations=1,
-                    block_hash=block.hash,
-                    block_height=block.height,
-                    seen_at=block.time,
-                ),
-            )
-            self.reorged_spends = {k: v for k, v in self.reorged_spends.items() if v != tx.txid}
-            touched.add(invoice_id)
+        for victim in victims:
+            for payment in session.scalars(
+                select(Payment).where(Payment.chain == CHAIN, Payment.txid == victim)
+            ):
+                log.warning("bitcoin payment %s replaced by conflicting %s", victim, by_txid)
+                observe_payment(
+                    session,
+                    payment.invoice,
+                    Observation(
+                        CHAIN,
+                        victim,
+                        payment.output_index,
+                        payment.amount_atomic,
+                        PaymentStatus.REPLACED,
+                        replaced_by=by_txid,
+                    ),
+                )
+                touched.add(payment.invoice_id)
+            conflicts.forget(victim)
         return touched
 
-    def _mark_replaced(self, session: Session, txid: str) -> set[str]:
-        touched: set[str] = set()
-        for payment in session.scalars(
-            select(Payment).where(Payment.chain == CHAIN, Payment.txid == txid)
-        ):
-            observe_payment(
-                session,
-                payment.invoice,
-                Observation(
-                    CHAIN, txid, payment.output_index, payment.amount_atomic, PaymentStatus.REPLACED
-                ),
+    def _observe(self, session: Session, invoice_id: str, seen: Observation) -> bool:
+        """Record one payment in its own savepoint: one bad output never stops a scan."""
+        invoice = session.get(Invoice, invoice_id)
+        if invoice is None:
+            return False
+        try:
+            with session.begin_nested():
+                observe_payment(session, invoice, seen)
+        except (IntegrityError, ValueError) as exc:
+            log.error(
+                "bitcoin output %s:%d to invoice %s not recorded: %s",
+                seen.txid,
+                seen.output_index,
+                invoice_id,
+                exc,
             )
-            touched.add(payment.invoice_id)
-        self.reorged_spends = {k: v for k, v in self.reorged_spends.items() if v != txid}
+            return False
+        return True
+
+    def _scan_block(self, session: Session, block: BlockView, conflicts: Conflicts) -> set[str]:
+        touched: set[str] = set()
+        for tx in block.txs:
+            victims = conflicts.victims(tx)
+            if victims:
+                touched |= self._replace(session, conflicts, victims, tx.txid)
+        for tx, vout, amount, invoice_id in self._match(block.txs):
+            seen = Observation(
+                CHAIN,
+                tx.txid,
+                vout,
+                amount,
+                PaymentStatus.CONFIRMED,
+                confirmations=1,
+                block_hash=block.hash,
+                block_height=block.height,
+                seen_at=block.time,
+                spends=tuple(outpoint(t, v) for t, v in tx.spends),
+            )
+            if self._observe(session, invoice_id, seen):
+                touched.add(invoice_id)
         return touched
 
-    def _scan_mempool(self, session: Session, mempool: dict[str, datetime]) -> set[str]:
+    def _scan_mempool(
+        self, session: Session, mempool: dict[str, datetime], conflicts: Conflicts
+    ) -> set[str]:
         new = [txid for txid in mempool if txid not in self.examined_mempool]
         touched: set[str] = set()
         for batch in chunked(new, 200):
             views = [v for v in self.client.transactions(batch).values() if v is not None]
-            for tx, vout, invoice_id in self._match(views):
-                invoice = session.get(Invoice, invoice_id)
-                if invoice is None:
-                    continue
-                amount = next(o.amount_sat for o in tx.outputs if o.vout == vout)
+            for tx in views:
+                victims = conflicts.victims(tx)
+                if victims:
+                    touched |= self._replace(session, conflicts, victims, tx.txid)
+            for tx, vout, amount, invoice_id in self._match(views):
                 existing = session.scalar(
                     select(Payment).where(
                         Payment.chain == CHAIN,
@@ -329,20 +445,26 @@ class BitcoinWatcher:
                 )
                 if existing is not None and existing.block_hash is not None:
                     continue  # already mined (a block we scanned this poll)
-                observe_payment(
-                    session,
-                    invoice,
-                    Observation(
-                        CHAIN, tx.txid, vout, amount, PaymentStatus.SEEN, seen_at=mempool[tx.txid]
-                    ),
+                spends = tuple(outpoint(t, v) for t, v in tx.spends)
+                seen = Observation(
+                    CHAIN,
+                    tx.txid,
+                    vout,
+                    amount,
+                    PaymentStatus.SEEN,
+                    seen_at=mempool[tx.txid],
+                    spends=spends,
                 )
-                touched.add(invoice_id)
+                if self._observe(session, invoice_id, seen):
+                    conflicts.add(tx.txid, spends)
+                    touched.add(invoice_id)
         self.examined_mempool = set(mempool)
         return touched
 
-    def _refresh(self, session: Session, tip: int, mempool: dict[str, datetime]) -> set[str]:
-        """Confirmations and finality of tracked payments; vanished ones are replaced."""
+    def _refresh(self, session: Session, tip: int, mempool: Collection[str]) -> set[str]:
+        """Confirmations and finality of tracked payments; vanished ones become unknown."""
         touched: set[str] = set()
+        now = utcnow()
         payments = session.scalars(
             select(Payment).where(
                 Payment.chain == CHAIN,
@@ -351,26 +473,46 @@ class BitcoinWatcher:
                     (Payment.status == PaymentStatus.FINAL)
                     & (Payment.confirmations < FINAL_REFRESH_DEPTH)
                 ),
+                # Unknown payments are looked for two weeks, like Core's own mempool expiry.
+                (Payment.missing_since.is_(None))
+                | (Payment.missing_since > now - UNKNOWN_TRACKING),
             )
         ).all()
         for payment in payments:
             invoice = payment.invoice
-            if invoice.status is InvoiceStatus.INVALID:
-                continue
+            if invoice.marked:
+                continue  # a person decided this invoice
             required = required_confirmations(invoice)
             if payment.block_height is not None:
                 confirmations = tip - payment.block_height + 1
             elif payment.txid in mempool:
                 confirmations = 0
-            elif payment.status is PaymentStatus.REORGED:
-                continue  # waits for a re-mine, a double spend in a block, or the grace window
+            elif payment.status in UNKNOWN:
+                # Still nowhere. Once its grace window has passed, an invoice it helped pay is
+                # re-evaluated so it can turn invalid (idempotent; only while paid or settled).
+                since = payment.missing_since or payment.updated_at
+                if now - since >= UNKNOWN_GRACE and invoice.status in PAID_STATUSES:
+                    touched.add(invoice.id)
+                continue
             else:
-                # Neither mined (we scanned every block) nor in the mempool: double-spent,
-                # replaced by fee bump, or evicted. The money is not coming from this tx.
-                confirmations = -1
-            if confirmations < 0:
-                status = PaymentStatus.REPLACED
-            elif confirmations >= required:  # required 0: the merchant accepts 0-conf here
+                # Not mined (we scanned every block), not in the mempool, no conflict seen: a
+                # node restart, an eviction or an expiry. Unknown, not failed (DESIGN §5).
+                log.info("bitcoin payment %s left the mempool unmined: missing", payment.txid)
+                observe_payment(
+                    session,
+                    invoice,
+                    Observation(
+                        CHAIN,
+                        payment.txid,
+                        payment.output_index,
+                        payment.amount_atomic,
+                        PaymentStatus.MISSING,
+                    ),
+                    now,
+                )
+                touched.add(invoice.id)
+                continue
+            if confirmations >= required:  # required 0: the merchant accepts 0-conf here
                 status = PaymentStatus.FINAL
             else:
                 status = PaymentStatus.CONFIRMED if confirmations else PaymentStatus.SEEN
@@ -384,8 +526,7 @@ class BitcoinWatcher:
                 payment.block_hash,
                 payment.block_height,
             )
-            changed = observe_payment(session, invoice, seen)[1]
-            if changed:
+            if observe_payment(session, invoice, seen, now)[1]:
                 touched.add(invoice.id)
         return touched
 
@@ -428,21 +569,25 @@ class BitcoinWatcher:
 
 
 def rewind(session: Session, height: int) -> int:
-    """Make the next poll rescan from `height` (operators: `cryptocity rescan bitcoin`)."""
-    session.execute(
-        delete(ScannedBlock).where(ScannedBlock.chain == CHAIN, ScannedBlock.height >= height)
-    )
+    """Make the next poll scan from `height` on (operators: `cryptocity rescan bitcoin`).
+
+    Backwards it rescans what was scanned; forwards (past a pruned node's missing blocks) it
+    skips ahead: the blocks in between are not scanned at all.
+    """
     cursor = session.get(ChainCursor, CHAIN)
+    forward = cursor is not None and height > cursor.height + 1
+    scope = delete(ScannedBlock).where(ScannedBlock.chain == CHAIN)
+    session.execute(scope if forward else scope.where(ScannedBlock.height >= height))
     if cursor is None:
         return 0
+    # With nothing stored at or below it, the fork check keeps the cursor: the scan starts at
+    # `height`.
     below = session.scalar(
         select(ScannedBlock).where(ScannedBlock.chain == CHAIN, ScannedBlock.height == height - 1)
     )
-    if below is None:
-        # Nothing stored below: anchor the cursor there; the fork check walks back safely.
-        session.delete(cursor)
-        return 0
-    cursor.height, cursor.block_hash = below.height, below.hash
+    cursor.height = height - 1
+    cursor.block_hash = below.hash if below is not None else ""
+    cursor.updated_at = utcnow()
     return cursor.height
 
 

@@ -32,3 +32,18 @@ class NotFoundOnChainError(NodeRpcError):
 
 class LostLeadershipError(SettlementError):
     """Another worker took the watcher's lease; this one must stop writing at once."""
+
+
+class BlocksPrunedError(SettlementError):
+    """The node pruned blocks the watcher still has to scan: it cannot go on by itself."""
+
+    def __init__(self, height: int, prune_height: int) -> None:
+        super().__init__(
+            f"the Bitcoin node has pruned block {height}, which the watcher has not scanned yet "
+            f"(the node keeps blocks from height {prune_height} on). Payments in the missing "
+            "blocks cannot be seen: point BITCOIN_RPC_URL at a node that has them, or skip "
+            f"them with `cryptocity rescan bitcoin --from-height {prune_height}` and check "
+            "the open invoices of that time by hand"
+        )
+        self.height = height
+        self.prune_height = prune_height

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pos import invoices
+from pos import accounts, invoices
 from pos.coordination import EVENT_STREAM, Coordinator
+from pos.demo import demo_account_xpub
 from pos.errors import (
     ConcurrentUpdateError,
     IllegalTransitionError,
@@ -19,7 +20,9 @@ from pos.errors import (
     RateUnavailableError,
     ValidationError,
 )
-from pos.models import InvoiceEvent, Merchant, MerchantStatus
+from pos.invoice_view import amount_to_request, payment_uri, remaining_atomic
+from pos.methods import bitcoin
+from pos.models import BtcAccountKey, Invoice, InvoiceEvent, Merchant, MerchantStatus
 from pos.runtime import Runtime, make_rate_book
 from pos.states import InvoiceStatus, PaymentMethod
 
@@ -89,7 +92,10 @@ def test_btc_refused_without_a_fresh_rate_while_kzte_works(
         _create(runtime, _request(shop.id, PaymentMethod.BTC))
     assert _create(runtime, _request(shop.id, PaymentMethod.KZTE))
     with runtime.session_factory() as session:  # the failed BTC attempt left no trace
-        assert session.get(Merchant, shop.id).btc_next_index == 0  # type: ignore[union-attr]
+        key = session.scalars(
+            select(BtcAccountKey).where(BtcAccountKey.merchant_id == shop.id)
+        ).one()
+        assert key.next_index == 0
 
 
 def test_concurrent_invoices_never_share_an_address(runtime: Runtime, shop: Merchant) -> None:
@@ -261,3 +267,59 @@ def test_unpaid_address_run_counts_from_the_newest(runtime: Runtime, shop: Merch
         invoices.get_invoice(session, ids[2]).amount_paid_atomic = 1_000
         session.commit()
         assert invoices.unpaid_address_run(session, shop.id) == 0
+
+
+def test_a_new_account_key_starts_at_its_own_first_address(
+    runtime: Runtime, shop: Merchant
+) -> None:
+    # Issue #13.6: after replacing the key, the next address is index 0 of the NEW wallet (the
+    # first of the addresses shown for checking), and the old key keeps its own index.
+    network = runtime.settings.bitcoin_network
+    old_key = shop.btc_xpub or ""
+    for _ in range(3):
+        _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    new_key = demo_account_xpub("replacement", network)
+    with runtime.session_factory.begin() as session:
+        merchant = session.get_one(Merchant, shop.id)
+        accounts.set_btc_account_key(
+            session, merchant, bitcoin.parse_account_xpub(new_key, network)
+        )
+    first = _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, first)
+        assert invoice.btc_derivation_index == 0
+        assert invoice.btc_address == bitcoin.first_addresses(new_key, network)[0]
+        assert invoices.unpaid_address_run(session, shop.id) == 1  # the new wallet's run only
+    with runtime.session_factory.begin() as session:
+        merchant = session.get_one(Merchant, shop.id)
+        accounts.set_btc_account_key(
+            session, merchant, bitcoin.parse_account_xpub(old_key, network)
+        )
+    back = _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    with runtime.session_factory() as session:
+        assert session.get_one(Invoice, back).btc_derivation_index == 3
+
+
+def test_an_account_key_of_another_merchant_is_refused(runtime: Runtime, shop: Merchant) -> None:
+    with runtime.session_factory.begin() as session:
+        other = factories.merchant(session, runtime.settings, "Other Shop", "other")
+        with pytest.raises(ValidationError, match="already registered"):
+            accounts.set_btc_account_key(
+                session,
+                other,
+                bitcoin.parse_account_xpub(shop.btc_xpub or "", runtime.settings.bitcoin_network),
+            )
+
+
+def test_a_remainder_below_the_dust_limit_asks_for_the_dust_limit(
+    runtime: Runtime, shop: Merchant
+) -> None:
+    # Issue #13.8: wallets refuse outputs below 294 sat, so a tiny shortfall could never be paid.
+    invoice_id = _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    with runtime.session_factory.begin() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        invoice.amount_paid_atomic = invoice.amount_due_atomic - 100
+        uri = payment_uri(invoice, runtime.settings, "Shop")
+        assert remaining_atomic(invoice) == 100
+        assert amount_to_request(invoice) == bitcoin.DUST_LIMIT_SAT
+    assert f"amount={bitcoin.sat_to_btc_text(bitcoin.DUST_LIMIT_SAT)}" in uri

@@ -3,13 +3,23 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from pos import invoices
 from pos.models import Invoice, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
-from settlement.payments import REORG_GRACE, Observation, observe_payment, reevaluate
+from settlement.payments import (
+    UNKNOWN_GRACE,
+    Observation,
+    PaymentFact,
+    assess,
+    observe_payment,
+    reevaluate,
+    reevaluate_safely,
+)
 
 import factories
 
@@ -109,16 +119,166 @@ def test_double_spent_payment_makes_the_invoice_invalid(session: Session, invoic
     assert invoice.amount_paid_atomic == 0
 
 
-def test_reorged_payment_waits_for_the_grace_window(session: Session, invoice: Invoice) -> None:
+def test_reorged_payment_keeps_counting_for_the_grace_window(
+    session: Session, invoice: Invoice
+) -> None:
     _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.CONFIRMED)
     now = datetime.now(UTC)
-    assert _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.REORGED, now) == [
+    assert _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.REORGED, now) == []
+    assert invoice.status is InvoiceStatus.PROCESSING
+    assert invoice.amount_paid_atomic == invoice.amount_due_atomic  # unknown, not gone
+    assert reevaluate(session, invoice, now + UNKNOWN_GRACE + timedelta(seconds=1)) == [
+        "invoice.payment_seen",
+        "invoice.invalid",
+    ]
+
+
+def test_a_settled_invoice_reorged_out_for_good_turns_invalid(
+    session: Session, invoice: Invoice
+) -> None:
+    # Issue #13.2: a settled invoice whose payment was reorged out and never re-mined.
+    _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.FINAL)
+    now = datetime.now(UTC)
+    events = _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.REORGED, now)
+    assert events == ["invoice.reopened"] and invoice.status is InvoiceStatus.PROCESSING
+    later = now + UNKNOWN_GRACE + timedelta(minutes=1)
+    assert reevaluate(session, invoice, later)[-1] == "invoice.invalid"
+
+
+def test_a_vanished_payment_is_unknown_and_revives_when_mined(
+    session: Session, invoice: Invoice
+) -> None:
+    # Issue #13.1: vanished from the mempool (node restart) is not double-spent.
+    due = invoice.amount_due_atomic
+    _see(session, invoice, "a", due, PaymentStatus.SEEN)
+    now = datetime.now(UTC)
+    assert _see(session, invoice, "a", due, PaymentStatus.MISSING, now) == []
+    assert invoice.status is InvoiceStatus.PROCESSING
+    # Past the grace window it no longer counts: invalid ...
+    assert reevaluate(session, invoice, now + timedelta(hours=2))[-1] == "invoice.invalid"
+    session.commit()
+    # ... until the very same transaction is mined after all.
+    events = _see(session, invoice, "a", due, PaymentStatus.FINAL)
+    assert events == ["invoice.payment_seen", "invoice.processing", "invoice.settled"]
+    assert invoice.status is InvoiceStatus.SETTLED and len(invoice.payments) == 1
+
+
+def test_missing_since_is_the_first_moment_it_went_missing(
+    session: Session, invoice: Invoice
+) -> None:
+    due = invoice.amount_due_atomic
+    first = datetime.now(UTC)
+    _see(session, invoice, "a", due, PaymentStatus.SEEN)
+    _see(session, invoice, "a", due, PaymentStatus.MISSING, first)
+    _see(session, invoice, "a", due, PaymentStatus.REORGED, first + timedelta(minutes=30))
+    assert invoice.payments[0].missing_since == first
+    _see(session, invoice, "a", due, PaymentStatus.SEEN)
+    assert invoice.payments[0].missing_since is None
+
+
+def test_a_marked_invoice_is_never_moved_by_a_watcher(session: Session, invoice: Invoice) -> None:
+    invoices.mark(session, invoice, InvoiceStatus.SETTLED, "paid in cash", None)
+    session.commit()
+    events = _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.SEEN)
+    assert events == ["invoice.payment_seen"]
+    assert _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.REPLACED) == [
         "invoice.payment_seen"
     ]
-    assert invoice.status is InvoiceStatus.PROCESSING
-    assert reevaluate(session, invoice, now + REORG_GRACE + timedelta(seconds=1)) == [
-        "invoice.invalid"
+    assert invoice.status is InvoiceStatus.SETTLED
+
+
+def test_a_payment_after_the_late_window_never_counts(session: Session, invoice: Invoice) -> None:
+    # Issue #13.7: three days after expiry is far past the 24-hour late window.
+    invoice.expires_at = datetime.now(UTC) - timedelta(days=3)
+    invoices.expire_due(session)
+    session.commit()
+    events = _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.FINAL)
+    assert events == []
+    assert invoice.status is InvoiceStatus.EXPIRED and not invoice.paid_late
+    assert invoice.amount_paid_atomic == 0 and len(invoice.payments) == 1
+
+
+def test_lateness_is_judged_by_the_payment_that_completed_the_invoice(
+    session: Session, invoice: Invoice
+) -> None:
+    # Issue #13.9: half paid in time, the rest after expiry -> paid late.
+    due = invoice.amount_due_atomic
+    in_time = invoice.expires_at - timedelta(minutes=5)
+    after = invoice.expires_at + timedelta(minutes=5)
+    for txid, amount, seen_at in (("a", due // 2, in_time), ("b", due - due // 2, after)):
+        observe_payment(
+            session,
+            invoice,
+            Observation("solana", txid, 0, amount, PaymentStatus.SEEN, seen_at=seen_at),
+            now=after + timedelta(minutes=1),
+        )
+    events = reevaluate(session, invoice, after + timedelta(minutes=1))
+    assert "invoice.paid_late" in events and invoice.status is InvoiceStatus.PROCESSING
+
+
+def test_a_concurrent_mark_retries_only_that_invoice(
+    runtime: Runtime, session: Session, invoice: Invoice
+) -> None:
+    # Issue #13.5: a person marks the invoice between the watcher's read and its write.
+    observe_payment(
+        session,
+        invoice,
+        Observation("solana", "a", 0, invoice.amount_due_atomic, PaymentStatus.SEEN),
+    )
+    session.commit()
+    assert invoice.version == 1  # the watcher has read the invoice ...
+    with runtime.session_factory() as person:  # ... and a person marks it before its write
+        other = person.get_one(Invoice, invoice.id)
+        invoices.mark(person, other, InvoiceStatus.INVALID, "fraud suspected", None)
+        person.commit()
+    events = reevaluate_safely(session, invoice.id)
+    session.commit()
+    assert events == ["invoice.payment_seen"]  # totals follow; the mark stands
+    assert invoice.status is InvoiceStatus.INVALID and invoice.marked
+
+
+def _fact(amount: int, status: PaymentStatus, at: datetime, missing: datetime | None = None):  # type: ignore[no-untyped-def]
+    return PaymentFact(amount, status, at, missing)
+
+
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=10_000),
+            st.sampled_from(list(PaymentStatus)),
+            st.integers(min_value=-120, max_value=3_000),  # minutes from T0
+            st.one_of(st.none(), st.integers(min_value=0, max_value=240)),
+        ),
+        max_size=6,
+    ),
+    st.integers(min_value=1, max_value=20_000),
+    st.integers(min_value=0, max_value=3_000),
+)
+def test_assess_sums_exactly_what_counts(payments, threshold, now_minutes) -> None:  # type: ignore[no-untyped-def]
+    now = T0 + timedelta(minutes=now_minutes)
+    late_until = T0 + timedelta(hours=24)
+    facts = [
+        _fact(a, s, T0 + timedelta(minutes=m), None if g is None else T0 + timedelta(minutes=g))
+        for a, s, m, g in payments
     ]
+    verdict = assess(facts, threshold, late_until, now)
+    # An independent statement of the rule.
+    expected_paid = 0
+    for f in facts:
+        if f.first_seen_at > late_until or f.status is PaymentStatus.REPLACED:
+            continue
+        unknown = f.status in (PaymentStatus.REORGED, PaymentStatus.MISSING)
+        if unknown and f.missing_since is not None and now - f.missing_since >= UNKNOWN_GRACE:
+            continue
+        expected_paid += f.amount_atomic
+    assert verdict.paid_atomic == expected_paid
+    assert 0 <= verdict.final_atomic <= verdict.paid_atomic
+    assert (verdict.completed_at is not None) == (expected_paid >= threshold)
+    if any(f.status is PaymentStatus.REPLACED for f in facts):
+        assert verdict.loss_reason == "payment double-spent or replaced"
 
 
 def test_reorg_takes_a_settled_invoice_back_to_processing(

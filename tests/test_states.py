@@ -22,7 +22,7 @@ def test_reorg_reopens_a_settled_invoice() -> None:
     [
         (InvoiceStatus.SETTLED, InvoiceStatus.NEW),
         (InvoiceStatus.EXPIRED, InvoiceStatus.NEW),
-        (InvoiceStatus.INVALID, InvoiceStatus.PROCESSING),
+        (InvoiceStatus.INVALID, InvoiceStatus.EXPIRED),
         (InvoiceStatus.NEW, InvoiceStatus.NEW),
         (InvoiceStatus.PROCESSING, InvoiceStatus.EXPIRED),
     ],

@@ -46,6 +46,10 @@ _EMBIT_NETWORK = {
 }
 BIP84_ACCOUNT_DEPTH = 3
 GAP_LIMIT = 20
+# Bitcoin Core's dust threshold for a P2WPKH output at the default 3 sat/vB dust relay fee:
+# wallets refuse to create a smaller output and nodes do not relay one, so an output below it
+# never counts as a payment and a remainder is never requested below it.
+DUST_LIMIT_SAT = 294
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class AccountKey:
     text: str
     kind: str
     network: BitcoinNetwork
+
+    @property
+    def identity(self) -> str:
+        """The account itself, whatever the encoding (xpub/zpub): chain code + public key."""
+        return account_identity(self.text)
 
 
 def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
@@ -115,6 +124,12 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
             f"the key's public point is invalid: {exc}", field="btc_xpub"
         ) from None
     return AccountKey(cleaned, kind, network)
+
+
+def account_identity(xpub: str) -> str:
+    """Hex of the chain code and compressed public key: equal for every SLIP-132 encoding."""
+    raw: bytes = base58.decode_check(xpub)
+    return (raw[13:45] + raw[45:78]).hex()
 
 
 @lru_cache(maxsize=4096)

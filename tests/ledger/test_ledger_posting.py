@@ -111,8 +111,11 @@ def test_reorg_reverses_and_a_resettle_posts_again(
     assert pay(session, invoice, due, PaymentStatus.FINAL) == ["invoice.settled"]
     _post_all(session, runtime)
     # Then reorged out for good (past the grace window): invalid, reversed once more.
-    pay(session, invoice, due, PaymentStatus.REORGED)
-    invoice.payments[0].updated_at = utcnow() - timedelta(hours=2)
+    # The payment is unknown, not gone: first only the confirmations are lost ...
+    assert pay(session, invoice, due, PaymentStatus.REORGED) == ["invoice.reopened"]
+    _post_all(session, runtime)
+    # ... and past the grace window the money no longer counts.
+    invoice.payments[0].missing_since = utcnow() - timedelta(hours=2)
     session.commit()
     from settlement.payments import reevaluate
 
