@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test soak lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ demo: install ## run the whole system with demo data on http://127.0.0.1:8000 (C
 
 test: install ## run the tests (SQLite, then PostgreSQL when its server is installed)
 	PY=$(PY) scripts/run-tests.sh
+
+soak: install ## ten minutes of payments through a real worker while the node is killed and Redis flushed
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PY) -m pytest tests/btc/test_btc_soak.py -q -s
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 1_500  # below the 3 s socket timeout of the shared Redis client
 HEARTBEAT_SECONDS = 15.0
+READER_SLACK_SECONDS = 10.0
+READ_FAILURES_BEFORE_PAUSE = 2  # consecutive failed reads before live pages fall back
 LIFETIME_SECONDS = 120.0
 RETRY_MS = 2_000
 FINAL_STATUSES = frozenset({"settled", "expired", "invalid"})
@@ -87,10 +89,12 @@ class EventHub:
     def _read(self) -> None:
         # A connection of its own: the long XREADs never share a socket with request code.
         pool = self.coordinator.client.connection_pool
+        # Its socket timeout sits well above the XREAD block: on a busy machine a blocked read
+        # answers late, and a late answer is not an unavailable Redis.
+        timeout = BLOCK_MS / 1000 + READER_SLACK_SECONDS
+        kwargs = {**pool.connection_kwargs, "socket_timeout": timeout}
         client = redis.Redis(
-            connection_pool=type(pool)(
-                connection_class=pool.connection_class, **pool.connection_kwargs
-            )
+            connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
         )
         reader = Coordinator(client)
         try:
@@ -102,6 +106,7 @@ class EventHub:
 
     def _read_with(self, reader: Coordinator) -> None:
         last_id = "$"
+        failures = 0
         while True:
             with self._lock:
                 if not self._changed:
@@ -113,11 +118,18 @@ class EventHub:
                 entries = reader.read_events(last_id, BLOCK_MS, count=1_000)
                 self._healthy = True
             except CoordinationUnavailableError as exc:
+                failures += 1
+                if failures < READ_FAILURES_BEFORE_PAUSE:
+                    # One dropped read (a closed or slow connection) is retried at once from
+                    # the same id, so no event is missed and no page is sent to polling.
+                    log.info("live event hub: read failed, retrying: %s", exc)
+                    continue
                 log.warning("live event hub paused: %s", exc)
                 self._set_unhealthy()
                 time.sleep(1.0)
                 last_id = "$"  # resume at the tail: pages re-read their state on reconnect
                 continue
+            failures = 0
             if not entries:
                 continue
             last_id = entries[-1][0]
