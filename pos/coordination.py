@@ -11,6 +11,9 @@ Keys (prefix `cc:`; per-invoice keys carry a `{hash tag}` so a cluster keeps the
   cc:watch:kzte      hash  reference -> invoice id
   cc:epoch           set by a rebuild; its absence tells the worker that Redis was flushed
   cc:lease:<name>    the holder of a single-leader job; cc:fence:<name> its fencing counter
+                     (never below the caller's floor from the database; see acquire_lease)
+  cc:heartbeat       hash  worker duty name -> ISO-8601 UTC time of its last successful run
+                           (any worker; a duty that fails or is not due keeps its old time)
   cc:rate:<pair>     the last rate quote (JSON)
   cc:watermark:<m>   when the method's watcher last had a complete view of its chain
 """
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 EVENT_STREAM = "cc:events"
 EPOCH_KEY = "cc:epoch"
+HEARTBEAT_KEY = "cc:heartbeat"
 STREAM_MAXLEN = 1_000_000  # approximate; consumers replay older events from the database
 TERMINAL_TTL_SECONDS = 7 * 86_400  # live state of closed invoices is kept a week for pages
 
@@ -77,15 +81,27 @@ return result
 """
 
 # Take or renew a lease; a new holder gets a larger fencing token than any before it.
+# ARGV: holder, ttl ms, floor. The token is always above `floor` — the highest token the
+# database has recorded — so a flushed or restarted Redis (counter gone) never hands out a
+# token a stale writer already used, and never one the database would refuse.
 _ACQUIRE_LEASE_LUA = """
+local floor = tonumber(ARGV[3] or '0')
 local holder = redis.call('GET', KEYS[1])
+local token
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
+  token = tonumber(redis.call('GET', KEYS[2]) or '0')
+elseif holder then
+  return -1
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  token = redis.call('INCR', KEYS[2])
 end
-if holder then return -1 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return redis.call('INCR', KEYS[2])
+if token <= floor then
+  token = floor + 1
+  redis.call('SET', KEYS[2], token)
+end
+return token
 """
 
 # A fixed-window counter that works on Redis 6.2 too (EXPIRE … NX needs 7.0).
@@ -95,6 +111,7 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+# Compare-and-delete: a holder whose lease already passed to another never deletes theirs.
 _RELEASE_LEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -143,6 +160,7 @@ class Coordinator:
         self._acquire = client.register_script(_ACQUIRE_LEASE_LUA)
         self._release = client.register_script(_RELEASE_LEASE_LUA)
         self._count = client.register_script(_COUNT_IN_WINDOW_LUA)
+        self._held: set[tuple[str, str]] = set()  # leases acquired here, for a graceful stop
 
     # --- health -----------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -245,19 +263,58 @@ class Coordinator:
         return None if raw is None else datetime.fromisoformat(str(raw))
 
     # --- leases -----------------------------------------------------------------------------
-    def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
-        """The fencing token if `holder` now leads `name`, else None."""
+    def acquire_lease(self, name: str, holder: str, ttl_ms: int, floor: int = 0) -> int | None:
+        """The fencing token if `holder` now leads `name`, else None.
+
+        `floor` is the highest token the durable record has seen for this lease (e.g.
+        `chain_cursors.fence`): the token returned is always above it, even after Redis lost
+        its counter. Leases taken through this object are remembered for `release_leases`.
+        """
         token = int(
             self._call(
                 lambda: self._acquire(
-                    keys=[f"cc:lease:{name}", f"cc:fence:{name}"], args=[holder, ttl_ms]
+                    keys=[f"cc:lease:{name}", f"cc:fence:{name}"], args=[holder, ttl_ms, floor]
                 )
             )
         )
-        return None if token < 0 else token
+        if token < 0:
+            self._held.discard((name, holder))
+            return None
+        self._held.add((name, holder))
+        return token
 
-    def release_lease(self, name: str, holder: str) -> None:
-        self._call(lambda: self._release(keys=[f"cc:lease:{name}"], args=[holder]))
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Give the lease up if `holder` still has it (True); never deletes another's lease."""
+        self._held.discard((name, holder))
+        return bool(self._call(lambda: self._release(keys=[f"cc:lease:{name}"], args=[holder])))
+
+    def held_leases(self) -> list[tuple[str, str]]:
+        """(name, holder) of every lease this object acquired and has not released."""
+        return sorted(self._held)
+
+    def release_leases(self) -> int:
+        """Release every lease taken through this object (a graceful stop); how many were ours.
+
+        Each release is a compare-and-delete, so a lease that already passed to another
+        worker stays theirs. A new leader then takes over at once instead of after the TTL.
+        """
+        released = 0
+        for name, holder in self.held_leases():
+            released += self.release_lease(name, holder)
+        return released
+
+    # --- heartbeats (for /healthz) ----------------------------------------------------------
+    def record_heartbeats(self, at: datetime, duties: Iterable[str]) -> None:
+        """Note that these worker duties just ran successfully (`cc:heartbeat`)."""
+        fields = {name: at.isoformat() for name in duties}
+        if fields:
+            # redis-py types `mapping` as an invariant Mapping of bytes|str|…; str is fine.
+            self._call(lambda: self.client.hset(HEARTBEAT_KEY, mapping=fields))  # type: ignore[arg-type]
+
+    def heartbeats(self) -> dict[str, datetime]:
+        """Duty name -> when it last ran successfully in any worker."""
+        raw: dict[str, str] = self._call(lambda: self.client.hgetall(HEARTBEAT_KEY))
+        return {name: datetime.fromisoformat(at) for name, at in raw.items()}
 
     # --- rate limits ------------------------------------------------------------------------
     def count_in_window(self, key: str, window_seconds: int) -> int:

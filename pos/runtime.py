@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,6 +19,8 @@ from pos.rates import BTC_KZT, RateBook, sources_from_settings
 from pos.redis_server import EmbeddedRedis
 from pos.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Runtime:
@@ -26,13 +30,44 @@ class Runtime:
     coordinator: Coordinator
     rates: RateBook
     redis_url: str
+    # Demo mode's server in the data dir: watched, restarted when gone, never stopped here
+    # (it outlives every program but `cryptocity demo`, which owns and stops it).
     embedded_redis: EmbeddedRedis | None = field(default=None)
+    _supervisor_stop: threading.Event = field(default_factory=threading.Event)
+
+    def revive_redis(self) -> bool:
+        """Restart the embedded Redis if it stopped answering; True if it was restarted.
+
+        Without an embedded server (REDIS_URL set by the operator) there is nothing to do:
+        the operator's Redis is the operator's to run.
+        """
+        embedded = self.embedded_redis
+        if embedded is None or embedded.alive():
+            return False
+        log.warning("the embedded Redis is gone: restarting it in %s", embedded.directory)
+        try:
+            embedded.start()
+        except ConfigError as exc:
+            log.error("could not restart the embedded Redis: %s", exc)
+            return False
+        log.info("the embedded Redis answers again")
+        return True
+
+    def supervise_redis(self, interval_seconds: float = 2.0) -> None:
+        """Check the embedded Redis every so often in a daemon thread (long-running programs)."""
+        if self.embedded_redis is None:
+            return
+
+        def watch() -> None:
+            while not self._supervisor_stop.wait(interval_seconds):
+                self.revive_redis()
+
+        threading.Thread(target=watch, name="embedded-redis-supervisor", daemon=True).start()
 
     def close(self) -> None:
+        self._supervisor_stop.set()
         self.coordinator.client.close()
         self.engine.dispose()
-        if self.embedded_redis is not None:
-            self.embedded_redis.stop()
 
 
 def open_database(settings: Settings, check_schema: bool = True) -> Engine:
@@ -50,10 +85,16 @@ def open_database(settings: Settings, check_schema: bool = True) -> Engine:
 
 
 def open_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
-    """The Redis URL to use, starting the embedded server when demo mode has none configured."""
-    if settings.redis_url is not None:
-        return settings.redis_url, None
+    """The Redis URL to use, starting the embedded server when demo mode has none configured.
+
+    `cryptocity demo` hands its children the embedded server's URL in REDIS_URL; that URL is
+    still the embedded server, so they get it back too (to restart it if it dies).
+    """
     embedded = EmbeddedRedis(settings.data_dir / "redis")
+    if settings.redis_url is not None and not (
+        settings.is_demo and settings.redis_url == embedded.url
+    ):
+        return settings.redis_url, None
     return embedded.start(), embedded
 
 
@@ -68,11 +109,14 @@ def make_rate_book(settings: Settings, coordinator: Coordinator) -> RateBook:
 
 
 def connect_runtime(settings: Settings) -> Runtime:
-    """Build the connections without touching them: the web tier reports health per request."""
+    """Build the connections without touching them: the web tier reports health per request.
+
+    The web tier runs for hours, so in demo mode it also keeps the embedded Redis alive.
+    """
     engine = make_engine(settings.database_url)
     redis_url, embedded = open_redis(settings)
     coordinator = Coordinator(connect(redis_url))
-    return Runtime(
+    runtime = Runtime(
         settings,
         engine,
         make_session_factory(engine),
@@ -81,6 +125,8 @@ def connect_runtime(settings: Settings) -> Runtime:
         redis_url,
         embedded,
     )
+    runtime.supervise_redis()
+    return runtime
 
 
 def open_runtime(settings: Settings, check_schema: bool = True) -> Runtime:
@@ -90,8 +136,7 @@ def open_runtime(settings: Settings, check_schema: bool = True) -> Runtime:
     coordinator = Coordinator(connect(redis_url))
     if not coordinator.ping():
         engine.dispose()
-        if embedded is not None:
-            embedded.stop()
+        coordinator.client.close()
         raise ConfigError(f"Redis at REDIS_URL ({_safe(redis_url)}) is unreachable")
     return Runtime(
         settings,

@@ -64,7 +64,7 @@ from settlement.payments import (
     observe_payment,
     reevaluate_safely,
 )
-from settlement.worker import Duty
+from settlement.worker import Duty, recorded_fence
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,9 @@ class BitcoinWatcher:
 
     # --- the duty ---------------------------------------------------------------------------
     def run(self, rt: Runtime) -> int:
-        fence = rt.coordinator.acquire_lease(LEASE, self.holder, LEASE_MS)
+        # The database's fence is the floor: a flushed Redis never hands out an older token.
+        floor = recorded_fence(rt, CHAIN)
+        fence = rt.coordinator.acquire_lease(LEASE, self.holder, LEASE_MS, floor=floor)
         if fence is None:
             return 0  # another worker leads the Bitcoin watcher
         try:

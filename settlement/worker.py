@@ -5,11 +5,17 @@ it, relay events Redis missed, expire unpaid invoices, refresh the BTC/KZT rate 
 their modules register — the chain watchers, the ledger consumer and the webhook dispatcher.
 Every duty is idempotent, so any number of workers may run; a duty marked `leader_only` runs in
 one worker at a time under a Redis lease.
+
+Resilience: a duty that raises (a bug, a lost race, a locked or unreachable database) is
+logged — its traceback once per streak — and backed off; the other duties go on. Redis being
+unreachable pauses the whole pass instead (every duty needs it); in demo mode the worker then
+restarts the embedded Redis. On SIGTERM / SIGINT it finishes the pass, releases every lease it
+holds, and exits, so another worker takes over at once. Each successful run of a duty is noted
+in `cc:heartbeat` (see pos.coordination).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -20,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from pos import invoices
@@ -28,11 +37,13 @@ from pos.errors import CoordinationUnavailableError, RateUnavailableError
 from pos.runtime import Runtime, open_runtime
 from pos.settings import Settings
 from pos.states import PaymentMethod
+from settlement.chain_state import ChainCursor
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
 LEASE_MS = 15_000
+MAX_DUTY_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -49,6 +60,8 @@ class Duty:
     start: Callable[[Callable[[], None]], None] | None = None
     woken: threading.Event = field(default_factory=threading.Event)
     next_due: float = 0.0
+    failures: int = 0  # consecutive runs that raised; sets the back-off
+    failure: str | None = None  # the current streak's error, so its traceback is logged once
 
 
 @dataclass
@@ -127,10 +140,25 @@ def all_duties(settings: Settings) -> list[Duty]:
     ]
 
 
+def recorded_fence(rt: Runtime, chain: str) -> int:
+    """The highest fencing token the database holds for a chain watcher's checkpoint.
+
+    Pass it as `floor` to `Coordinator.acquire_lease`, so a flushed Redis cannot hand out a
+    token below the one in `chain_cursors` (the checkpoint would refuse every write).
+    """
+    with rt.session_factory() as session:
+        fence = session.scalar(select(ChainCursor.fence).where(ChainCursor.chain == chain))
+    return fence or 0
+
+
 def run_pass(
     rt: Runtime, duties: list[Duty], state: WorkerState, force: bool = False
 ) -> dict[str, int]:
-    """Run every duty that is due (or all of them with `force`); returns work counts."""
+    """Run every duty that is due (or all of them with `force`); returns work counts.
+
+    A duty that raises is logged and backed off; the others still run. Redis being
+    unreachable ends the pass (CoordinationUnavailableError): every duty needs it.
+    """
     counts: dict[str, int] = {}
     now = time.monotonic()
     for duty in duties:
@@ -143,8 +171,39 @@ def run_pass(
             and rt.coordinator.acquire_lease(duty.name, state.holder, LEASE_MS) is None
         ):
             continue  # another worker leads this duty
-        counts[duty.name] = duty.run(rt)
+        try:
+            counts[duty.name] = duty.run(rt)
+        except CoordinationUnavailableError:
+            raise  # every duty needs Redis: the worker backs off (and revives it) as a whole
+        except (RedisConnectionError, RedisTimeoutError) as exc:  # a duty's own Redis call
+            raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
+        except Exception as exc:  # one duty's bug (or a locked database) must not stop the others
+            _duty_failed(duty, exc, now)
+            continue
+        if duty.failures:
+            log.info("duty %s works again after %d failed runs", duty.name, duty.failures)
+            duty.failures, duty.failure = 0, None
+    rt.coordinator.record_heartbeats(utcnow(), counts)
     return counts
+
+
+def _duty_failed(duty: Duty, exc: Exception, now: float) -> None:
+    """Log (the traceback once per streak of the same error) and back the duty off."""
+    duty.failures += 1
+    signature = f"{type(exc).__name__}: {exc}"
+    delay = min(
+        max(duty.interval_seconds, 1.0) * 2 ** min(duty.failures - 1, 8), MAX_DUTY_BACKOFF_SECONDS
+    )
+    if signature == duty.failure:
+        log.warning("duty %s failed again (%d in a row): %s", duty.name, duty.failures, signature)
+    elif isinstance(exc, OperationalError):  # the database is away or locked: no bug to trace
+        log.warning(
+            "duty %s: database unavailable, retrying in %.0f s: %s", duty.name, delay, exc.orig
+        )
+    else:
+        log.exception("duty %s failed; retrying it in %.0f s", duty.name, delay)
+    duty.failure = signature
+    duty.next_due = now + delay
 
 
 def _waker(duty: Duty, state: WorkerState) -> Callable[[], None]:
@@ -156,9 +215,9 @@ def _waker(duty: Duty, state: WorkerState) -> Callable[[], None]:
 
 
 def run_worker(settings: Settings, once: bool = False) -> int:
+    duties = all_duties(settings)
     rt = open_runtime(settings)
     state = WorkerState()
-    duties = all_duties(settings)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current pass", signum)
@@ -180,9 +239,10 @@ def run_worker(settings: Settings, once: bool = False) -> int:
                     log.info("pass: %s", {k: v for k, v in counts.items() if v})
                 backoff = TICK_SECONDS
             except CoordinationUnavailableError as exc:
-                # The database keeps everything; Redis is rebuilt when it is back.
+                # The database keeps everything; Redis is rebuilt when it is back. In demo
+                # mode the embedded Redis is ours to bring back.
                 log.warning("Redis unavailable, retrying: %s", exc)
-                backoff = min(backoff * 2, 30.0)
+                backoff = TICK_SECONDS if rt.revive_redis() else min(backoff * 2, 30.0)
             except OperationalError as exc:
                 log.warning("database unavailable, retrying: %s", exc.orig)
                 backoff = min(backoff * 2, 30.0)
@@ -191,12 +251,21 @@ def run_worker(settings: Settings, once: bool = False) -> int:
             state.tick.wait(backoff)
             state.tick.clear()
     finally:
+        _release_leases(rt)
         for duty in duties:
             if duty.close is not None:
                 duty.close()
-            if duty.leader_only:
-                with contextlib.suppress(CoordinationUnavailableError):  # it expires anyway
-                    rt.coordinator.release_lease(duty.name, state.holder)
         rt.close()
         log.info("worker stopped")
     return 0
+
+
+def _release_leases(rt: Runtime) -> None:
+    """Hand every lease back (only those still ours), so the next worker leads at once."""
+    try:
+        released = rt.coordinator.release_leases()
+    except CoordinationUnavailableError as exc:  # they expire by their TTL anyway
+        log.warning("could not release the leases: %s", exc)
+        return
+    if released:
+        log.info("released %d lease(s)", released)
