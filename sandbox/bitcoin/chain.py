@@ -123,6 +123,10 @@ class Chain:
         self._connect(self.index[genesis_hash])
         saved = self.db.execute("SELECT value FROM meta WHERE key='tip'").fetchone()
         self.activate_best_chain(prefer=saved[0] if saved else None)
+        pruned = self.db.execute("SELECT value FROM meta WHERE key='pruned_upto'").fetchone()
+        # Height of the last pruned block (-1: none). The bytes stay in blocks.sqlite (the UTXO
+        # set is rebuilt from them on start); only the RPCs treat the blocks as pruned.
+        self.pruned_upto = int(pruned[0]) if pruned else -1
 
     # -- storage -----------------------------------------------------------------
     def close(self) -> None:
@@ -377,6 +381,17 @@ class Chain:
                 self.db.execute("DELETE FROM invalid WHERE hash = ?", (cur.hash,))
         self.db.commit()
         self.activate_best_chain()
+
+    def prune(self, height: int) -> None:
+        """Treat every block at or below ``height`` as pruned (never undone, like Core)."""
+        if height > self.pruned_upto:
+            self.pruned_upto = height
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned_upto', ?)", (str(height),))
+            self.db.commit()
+
+    def has_data(self, bi: BlockIndex) -> bool:
+        """False for a pruned block (its header stays known)."""
+        return bi.height > self.pruned_upto
 
     def mediantime(self) -> int:
         """Median time past of the active tip."""

@@ -78,14 +78,18 @@ def start_node(
     zmqpubsequence: str | None = None,
     zmqpubhashblock: str | None = None,
     zmqpubrawtx: str | None = None,
+    txindex: bool = True,
+    prune: bool = False,
 ) -> RunningNode:
     """Open (or create) the chain in ``datadir`` and serve JSON-RPC in a background thread.
 
     ``rpcport=0`` picks a free port (see ``RunningNode.port``). ``mine_interval`` > 0 mines
-    a block every that many seconds to a sandbox-owned address.
+    a block every that many seconds to a sandbox-owned address. ``txindex=False`` behaves
+    like bitcoind without ``-txindex`` (getrawtransaction finds mined transactions only with
+    a block hash); ``prune=True`` like ``-prune=1`` (manual ``pruneblockchain``).
     """
     endpoints = {"sequence": zmqpubsequence, "hashblock": zmqpubhashblock, "rawtx": zmqpubrawtx}
-    state = NodeState(Path(datadir), endpoints)
+    state = NodeState(Path(datadir), endpoints, txindex=txindex, prune=prune)
     try:
         server = RPCServer(rpcport, state, rpcuser, rpcpassword)
     except OSError:

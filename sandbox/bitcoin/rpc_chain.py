@@ -8,7 +8,7 @@ from typing import Any
 from bitcoin.core import b2lx
 
 from .chain import TARGET, BlockIndex
-from .errors import InvalidAddressOrKey, InvalidParameter, TypeErrorRPC
+from .errors import InvalidAddressOrKey, InvalidParameter, MiscError, TypeErrorRPC
 from .jsonenc import Amount, RawJSON, dumps
 from .rpc import Method, Param, json_type, register
 from .scripts import script_pubkey_json
@@ -128,6 +128,8 @@ def getblock(state: NodeState, args: list[Any]) -> Any:
     verbosity = parse_verbosity(args[1] if len(args) > 1 else None, 1)
     with state.lock:
         bi = find_block(state, blockhash)
+        if not state.chain.has_data(bi):
+            raise MiscError("Block not available (pruned data)")
         if verbosity <= 0:
             return bi.raw.hex()
         res = header_json(state, bi)
@@ -180,7 +182,7 @@ def getblockchaininfo(state: NodeState, args: list[Any]) -> Any:
     with state.lock:
         chain = state.chain
         tip = chain.tip
-        return {
+        info: dict[str, Any] = {
             "chain": "regtest",
             "blocks": chain.height,
             "headers": chain.height,
@@ -193,10 +195,50 @@ def getblockchaininfo(state: NodeState, args: list[Any]) -> Any:
             "verificationprogress": 1.0 if chain.height else 2.005380612657253e-06,
             "initialblockdownload": chain.height == 0 or tip.block.nTime < time.time() - 86400,
             "chainwork": f"{tip.chainwork:064x}",
-            "size_on_disk": sum(len(b.raw) + 8 for b in chain.index.values()),
-            "pruned": False,
-            "warnings": list(WARNINGS),
+            "size_on_disk": sum(len(b.raw) + 8 for b in chain.index.values() if chain.has_data(b)),
+            "pruned": state.prune,
         }
+        if state.prune:
+            # -prune=1 is manual pruning: no target size, so no "prune_target_size" either.
+            info["pruneheight"] = chain.pruned_upto + 1
+            info["automatic_pruning"] = False
+        info["warnings"] = list(WARNINGS)
+        return info
+
+
+MIN_BLOCKS_TO_KEEP = 288  # Core never prunes the last 288 blocks
+PRUNE_AFTER_HEIGHT = 100  # regtest with -fastprune (the sandbox prunes block by block)
+
+
+def pruneblockchain(state: NodeState, args: list[Any]) -> Any:
+    """RPC ``pruneblockchain`` with Bitcoin Core's checks and result."""
+    height = int(args[0])
+    with state.lock:
+        chain = state.chain
+        if not state.prune:
+            raise MiscError("Cannot prune blocks because node is not in prune mode.")
+        if height < 0:
+            raise InvalidParameter("Negative block height.")
+        if height > 1_000_000_000:  # a UNIX time: up to the first block newer than it less 2 h
+            at = next(
+                (
+                    h
+                    for h, bh in enumerate(chain.active)
+                    if chain.index[bh].block.nTime >= height - 7200
+                ),
+                None,
+            )
+            if at is None:
+                raise InvalidParameter(
+                    "Could not find block with at least the specified timestamp."
+                )
+            height = at
+        if chain.height < PRUNE_AFTER_HEIGHT:
+            raise MiscError("Blockchain is too short for pruning.")
+        if height > chain.height:
+            raise InvalidParameter("Blockchain is shorter than the attempted prune height.")
+        chain.prune(min(height, chain.height - MIN_BLOCKS_TO_KEEP))
+        return chain.pruned_upto
 
 
 def getchaintips(state: NodeState, args: list[Any]) -> Any:
@@ -365,6 +407,22 @@ _simple(
     "getblockchaininfo",
     "Returns an object containing various state info regarding blockchain processing.",
     "{...}    (json object)",
+)
+_simple(
+    "pruneblockchain",
+    pruneblockchain,
+    "pruneblockchain height",
+    "Attempts to delete block and undo data up to a specified height or timestamp, if "
+    "eligible for pruning.\nRequires `-prune` to be enabled.",
+    "n    (numeric) Height of the last block pruned",
+    params=[Param("height", "num", True)],
+    args=[
+        "height    (numeric, required) The block height to prune up to. May be set to a "
+        "discrete height, or to a UNIX epoch time\nto prune blocks whose block time is at "
+        "least 2 hours older than the provided timestamp."
+    ],
+    example="1000",
+    ex_params="1000",
 )
 _simple(
     "getchaintips",

@@ -8,6 +8,7 @@ from typing import Any
 
 from bitcoin.core import b2lx
 
+from .blockcheck import check_block_transactions
 from .errors import DeserializationError, InvalidAddressOrKey, InvalidParameter
 from .rpc import Param, help_text
 from .rpc_chain import _simple, find_block, parse_hash
@@ -32,13 +33,21 @@ def generatetoaddress(state: NodeState, args: list[Any]) -> Any:
 
 
 def generateblock(state: NodeState, args: list[Any]) -> Any:
-    """RPC ``generateblock`` with Bitcoin Core's parameters and result shape."""
+    """RPC ``generateblock`` with Bitcoin Core's parameters and result shape.
+
+    Like Core: a 64-hex item is a mempool txid, anything else a raw transaction; the block is
+    checked by consensus rules only (dust and zero-value outputs are fine), and the coinbase
+    pays the bare subsidy (Core builds it before appending the transactions).
+    """
     spk = _spk_for(args[0])
     txs = []
     with state.lock:
         for item in args[1]:
-            if isinstance(item, str) and len(item) == 64 and item in state.mempool.entries:
-                txs.append(state.mempool.entries[item].tx)
+            if isinstance(item, str) and _is_txid(item):
+                entry = state.mempool.entries.get(item.lower())
+                if entry is None:
+                    raise InvalidAddressOrKey(f"Transaction {item} not in mempool.")
+                txs.append(entry.tx)
                 continue
             try:
                 tx = decode_tx_hex(item)
@@ -47,12 +56,22 @@ def generateblock(state: NodeState, args: list[Any]) -> Any:
                     f"Transaction decode failed for {item}. Make sure the "
                     "tx has at least one input."
                 ) from None
-            state.mempool.check(tx, bytes.fromhex(item), state.chain)
             txs.append(tx)
+        check_block_transactions(txs, state.chain)
         if len(args) > 2 and args[2] is False:
-            block = state.chain.make_block(spk, txs, state.fees_of(txs))
+            block = state.chain.make_block(spk, txs, 0)
             return {"hash": b2lx(block.GetHash()), "hex": block.serialize().hex()}
-        return {"hash": state.mine(1, spk, txs)[0]}
+        return {"hash": state.mine(1, spk, txs, fees=0)[0]}
+
+
+def _is_txid(item: str) -> bool:
+    if len(item) != 64:
+        return False
+    try:
+        bytes.fromhex(item)
+    except ValueError:
+        return False
+    return True
 
 
 def invalidateblock(state: NodeState, args: list[Any]) -> Any:
@@ -270,7 +289,9 @@ _simple(
 )
 _simple(
     "getindexinfo",
-    lambda s, a: {"txindex": {"synced": True, "best_block_height": s.chain.height}},
+    lambda s, a: (
+        {"txindex": {"synced": True, "best_block_height": s.chain.height}} if s.txindex else {}
+    ),
     'getindexinfo ( "index_name" )',
     "Returns the status of one or all available indices currently running in the node.",
     _NOARG,

@@ -10,6 +10,7 @@ from bitcoin.core import b2lx
 from .errors import (
     InvalidAddressOrKey,
     InvalidParameter,
+    MiscError,
     SandboxBitcoinError,
     TransactionError,
     TypeErrorRPC,
@@ -23,6 +24,10 @@ from .txcodec import decode_tx_hex, tx_to_json
 
 NOT_FOUND_TX = (
     "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
+)
+NOT_IN_MEMPOOL = (  # bitcoind without -txindex, asked without a block hash
+    "No such mempool transaction. Use -txindex or provide a block hash to enable blockchain "
+    "transaction queries. Use gettransaction for wallet transactions."
 )
 
 
@@ -145,10 +150,12 @@ def getrawtransaction(state: NodeState, args: list[Any]) -> Any:
             bi = chain.lookup(blockhash)
             if bi is None:
                 raise InvalidAddressOrKey("Block hash not found")
+            if not chain.has_data(bi):
+                raise MiscError("Block not available")
         else:
-            where = chain.txindex.get(txid)
+            where = chain.txindex.get(txid) if state.txindex else None
             if where is None:
-                raise InvalidAddressOrKey(NOT_FOUND_TX)
+                raise InvalidAddressOrKey(NOT_FOUND_TX if state.txindex else NOT_IN_MEMPOOL)
             bi = chain.index[where]
         pos = next((i for i, tx in enumerate(bi.block.vtx) if b2lx(tx.GetTxid()) == txid), None)
         if pos is None:

@@ -26,9 +26,17 @@ from .zmq_pub import ZmqPublisher
 class NodeState:
     """The whole node; every public method takes ``self.lock``."""
 
-    def __init__(self, datadir: Path, zmq_endpoints: dict[str, str | None] | None = None) -> None:
+    def __init__(
+        self,
+        datadir: Path,
+        zmq_endpoints: dict[str, str | None] | None = None,
+        txindex: bool = True,
+        prune: bool = False,
+    ) -> None:
         self.lock = threading.RLock()
         self.datadir = datadir
+        self.txindex = txindex  # -txindex: getrawtransaction finds mined txs without a block hash
+        self.prune = prune  # -prune=1: blocks up to chain.pruned_upto have no data
         self.started = time.time()
         self.chain = Chain(datadir)
         self.mempool = Mempool()
@@ -176,16 +184,27 @@ class NodeState:
             txs.append(entry.tx)
         return txs, fees
 
-    def mine(self, count: int, spk: bytes, txs: list[CTransaction] | None = None) -> list[str]:
-        """Mine ``count`` blocks on the tip (from the mempool unless ``txs`` is given)."""
+    def mine(
+        self,
+        count: int,
+        spk: bytes,
+        txs: list[CTransaction] | None = None,
+        fees: int | None = None,
+    ) -> list[str]:
+        """Mine ``count`` blocks on the tip (from the mempool unless ``txs`` is given).
+
+        The coinbase collects the fees of its transactions unless ``fees`` says otherwise.
+        """
         hashes: list[str] = []
         with self.lock:
             for _ in range(count):
                 if txs is None:
-                    block_txs, fees = self.template()
+                    block_txs, block_fees = self.template()
                 else:
-                    block_txs, fees = txs, self.fees_of(txs)
-                block = self.chain.make_block(spk, block_txs, fees)
+                    block_txs, block_fees = txs, self.fees_of(txs)
+                if fees is not None:
+                    block_fees = fees
+                block = self.chain.make_block(spk, block_txs, block_fees)
                 self.add_block(block)
                 hashes.append(b2lx(block.GetHash()))
         return hashes

@@ -1,58 +1,48 @@
-"""Harness for watcher tests: a sandbox node, a merchant, the worker's duties, a shopper."""
+"""Harness for watcher tests: a chain (sandbox or Core), a merchant, the worker's duties.
+
+The worker's duties run only when a test calls `tick()` / `until(...)`, so a test decides
+exactly what the watcher gets to see between two chain events.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
-from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
 
-from sqlalchemy import select
+from chains import Chain
+from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from pos import invoices
 from pos.invoice_view import payment_uri
-from pos.models import Invoice, Merchant
+from pos.models import Invoice, Merchant, Payment
 from pos.runtime import Runtime
-from pos.states import PaymentMethod
-from sandbox.bitcoin.keys import p2wpkh_script, pubkey_of
-from sandbox.bitcoin.node import MINER_ADDRESS, RunningNode
-from sandbox.bitcoin.wallet import RPC, ShopperWallet, pay_uri
-from settlement.chains.bitcoin_core import btc_to_sat
+from pos.states import InvoiceStatus, PaymentMethod
+from sandbox.bitcoin.wallet import parse_bip21
+from settlement.ledger.models import LedgerTransaction, Side
+from settlement.ledger.posting import fee_tiyn, merchant_fee_bp, payable_account
+from settlement.ledger.statements import balances
 from settlement.worker import Duty, WorkerState, all_duties, run_pass
 
+UNTIL_TIMEOUT = 30.0
 
-def rpc(node: RunningNode, method: str, *params: Any) -> Any:
-    parts = urlsplit(node.url)
-    request = urllib.request.Request(
-        f"http://{parts.hostname}:{parts.port}/",
-        data=json.dumps(
-            {"jsonrpc": "1.0", "id": 1, "method": method, "params": list(params)}
-        ).encode(),
-        headers={
-            "Authorization": "Basic "
-            + b64encode(f"{parts.username}:{parts.password}".encode()).decode()
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read(), parse_float=Decimal)["result"]
+
+def status_is(status: InvoiceStatus) -> Callable[[Invoice], bool]:
+    return lambda invoice: invoice.status is status
 
 
 @dataclass
 class World:
     runtime: Runtime
-    node: RunningNode
+    chain: Chain
     merchant_id: int
-    wallet_dir: Path
-    duties: list[Duty]
-    state: WorkerState
+    duties: list[Duty] = field(default_factory=list)
+    state: WorkerState = field(default_factory=WorkerState)
 
+    # --- invoices ------------------------------------------------------------------------
     def invoice(self, price_tiyn: int = 250_000) -> str:
         with self.runtime.session_factory() as session:
             created = invoices.create_invoice(
@@ -72,7 +62,11 @@ class World:
             invoice = session.scalars(
                 select(Invoice)
                 .where(Invoice.id == invoice_id)
-                .options(selectinload(Invoice.payments), selectinload(Invoice.events))
+                .options(
+                    selectinload(Invoice.payments),
+                    selectinload(Invoice.events),
+                    selectinload(Invoice.merchant),
+                )
             ).one()
         return invoice
 
@@ -81,25 +75,49 @@ class World:
             invoice = invoices.get_invoice(session, invoice_id)
             return payment_uri(invoice, self.runtime.settings, "Test Shop")
 
-    def pay(self, invoice_id: str, **drills: Any) -> list[str]:
-        return pay_uri(
-            self.uri(invoice_id), rpc_url=self.node.url, wallet_dir=self.wallet_dir, **drills
-        )
+    def address(self, invoice_id: str) -> str:
+        return self.load(invoice_id).btc_address or ""
 
-    def mine(self, blocks: int = 1) -> list[str]:
-        hashes: list[str] = rpc(self.node, "generatetoaddress", blocks, MINER_ADDRESS)
-        return hashes
+    def pay(self, invoice_id: str, factor: Decimal = Decimal(1)) -> str:
+        """The shopper pays what the invoice's BIP21 URI asks (times `factor`); the txid."""
+        request = parse_bip21(self.uri(invoice_id))
+        amount = int((request.amount * factor).to_integral_value(ROUND_DOWN))
+        return self.chain.pay(request.address, amount)
 
-    def close(self) -> None:
-        for duty in self.duties:
-            if duty.close is not None:
-                duty.close()
+    def set_merchant(self, **values: object) -> None:
+        with self.runtime.session_factory.begin() as session:
+            session.execute(update(Merchant).where(Merchant.id == self.merchant_id).values(values))
 
+    def expire_in(self, invoice_id: str, seconds: float) -> None:
+        with self.runtime.session_factory.begin() as session:
+            session.execute(
+                update(Invoice)
+                .where(Invoice.id == invoice_id)
+                .values(expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
+            )
+
+    def backdate_missing(self, invoice_id: str, hours: float = 2.0) -> int:
+        """Move `Payment.missing_since` of the invoice's vanished payments back in time, as
+        if the grace window had passed; returns how many payments were missing."""
+        with self.runtime.session_factory.begin() as session:
+            missing = session.scalars(
+                select(Payment).where(
+                    Payment.invoice_id == invoice_id, Payment.missing_since.is_not(None)
+                )
+            ).all()
+            for payment in missing:
+                payment.missing_since = datetime.now(UTC) - timedelta(hours=hours)
+        return len(missing)
+
+    # --- the worker ----------------------------------------------------------------------
     def tick(self) -> dict[str, int]:
         return run_pass(self.runtime, self.duties, self.state, force=True)
 
     def until(
-        self, invoice_id: str, ready: Callable[[Invoice], bool], timeout: float = 30.0
+        self,
+        invoice_id: str,
+        ready: Callable[[Invoice], bool],
+        timeout: float = UNTIL_TIMEOUT,
     ) -> Invoice:
         """Run worker passes until the invoice satisfies `ready` (bounded; fails loudly)."""
         deadline = time.monotonic() + timeout
@@ -111,40 +129,54 @@ class World:
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"invoice {invoice_id} stuck at {invoice.status} {invoice.flags}, "
-                    f"paid {invoice.amount_paid_atomic}/{invoice.amount_due_atomic}"
+                    f"paid {invoice.amount_paid_atomic}/{invoice.amount_due_atomic}, "
+                    f"payments {[(p.txid[:8], p.status.value) for p in invoice.payments]}"
                 )
             time.sleep(0.05)
 
+    def new_worker(self) -> None:
+        """A restarted worker process: fresh duties, nothing remembered in memory."""
+        self.close()
+        self.duties = all_duties(self.runtime.settings)
+        self.state = WorkerState()
 
-def coins_of(world: World, txid: str) -> list[tuple[str, int, int]]:
-    """The (txid, vout, satoshi) coins a transaction spends."""
-    coins = []
-    for vin in rpc(world.node, "getrawtransaction", txid, True)["vin"]:
-        previous = rpc(world.node, "getrawtransaction", vin["txid"], True)
-        coins.append((vin["txid"], vin["vout"], btc_to_sat(previous["vout"][vin["vout"]]["value"])))
-    return coins
+    def close(self) -> None:
+        for duty in self.duties:
+            if duty.close is not None:
+                duty.close()
+
+    # --- the ledger ----------------------------------------------------------------------
+    def balances(self) -> dict[str, int]:
+        """Every account's balance (debits - credits) after the ledger consumer caught up."""
+        self.tick()
+        with self.runtime.session_factory() as session:
+            return balances(session)
+
+    def ledger_balanced(self) -> bool:
+        """Every ledger transaction has debits = credits, so the whole ledger sums to zero."""
+        self.tick()
+        with self.runtime.session_factory() as session:
+            for txn in session.scalars(select(LedgerTransaction)):
+                signed = [
+                    e.amount_tiyn if e.side is Side.DEBIT else -e.amount_tiyn for e in txn.entries
+                ]
+                if len(signed) < 2 or sum(signed) != 0:
+                    return False
+            return sum(balances(session).values()) == 0
+
+    def payable(self) -> int:
+        """What the zone owes the merchant (a credit balance, so shown positive)."""
+        return -self.balances().get(payable_account(self.merchant_id), 0)
+
+    def net_tiyn(self, invoice_id: str) -> int:
+        """The merchant's share of a settled invoice: price less the zone's fee."""
+        invoice = self.load(invoice_id)
+        fee_bp = merchant_fee_bp(invoice, self.runtime.settings)
+        return invoice.price_tiyn - fee_tiyn(invoice.price_tiyn, fee_bp)
 
 
-def double_spend(world: World, txid: str, fee_sat: int = 20_000) -> str:
-    """Replace `txid` by a higher-fee transaction sending the same coins to another key."""
-    wallet = ShopperWallet(world.wallet_dir, RPC(world.node.url))
-    coins = coins_of(world, txid)
-    elsewhere = p2wpkh_script(pubkey_of(bytes(31) + b"\x09"))
-    new_txid, _tx, _fee = wallet.send(
-        coins, [(elsewhere, sum(c[2] for c in coins) - fee_sat)], min_fee=fee_sat
-    )
-    return new_txid
-
-
-def make_world(runtime: Runtime, node: RunningNode, tmp_path: Path, merchant: Merchant) -> World:
-    runtime.settings = runtime.settings.with_overrides(bitcoin_rpc_url=node.url)
-    world = World(
-        runtime,
-        node,
-        merchant.id,
-        tmp_path / "shopper",
-        all_duties(runtime.settings),
-        WorkerState(),
-    )
+def make_world(runtime: Runtime, chain: Chain, merchant: Merchant) -> World:
+    runtime.settings = runtime.settings.with_overrides(bitcoin_rpc_url=chain.url)
+    world = World(runtime, chain, merchant.id, all_duties(runtime.settings))
     world.tick()  # first pass: rebuild the live state, checkpoint at the tip
     return world

@@ -26,7 +26,6 @@ MERCHANT2 = "bcrt1q0p4gn23lev2zg0xy8e0mzgfwug85ypm2hm35mh"
 MERCHANT = "bcrt1qp4qx3y25kdxt7pyt9fe59k45k934gzz68tv227"
 
 
-
 def load(prefix: str) -> dict[str, Any]:
     (path,) = FIXTURES.glob(f"{prefix}_*.json")
     return json.loads(path.read_text(), parse_float=Decimal)  # type: ignore[no-any-return]
