@@ -13,7 +13,10 @@ The answers are translated to our vocabulary at this boundary (`SignatureInfo`, 
   * timestamps come from getSignaturesForAddress (surfpool's getTransaction blockTime is
     scaled down 1000x);
   * token amounts are the raw integer `amount` strings, never `uiAmount(String)`;
-  * every getTransaction sends maxSupportedTransactionVersion 0, so v0 transactions are read.
+  * every getTransaction sends maxSupportedTransactionVersion 0, so v0 transactions are read;
+  * getSignaturesForAddress is paged (`before`) until the history since the cursor is read
+    whole; an answer that would be partial is UNKNOWN (`SolanaIncompleteAnswerError`), never a
+    short list that a caller could take for "nothing else was paid".
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ T = TypeVar("T")
 
 MAX_STATUSES_PER_CALL = 256  # the JSON-RPC limit of getSignatureStatuses
 MAX_SIGNATURES_PER_PAGE = 1000  # the JSON-RPC limit of getSignaturesForAddress
-# A getSignaturesForAddress answer above this many pages is abnormal for a payment reference.
+# A payment reference with more than this many pages of signatures is abnormal: unknown.
 MAX_PAGES = 5
 # Below 10^9 a Unix time would be before 2001: a validator that scaled it (see module doc).
 _MIN_PLAUSIBLE_UNIX_TIME = 1_000_000_000
@@ -93,6 +96,10 @@ class SolanaRpcError(NodeRpcError):
 
 class SolanaMalformedAnswerError(SettlementError):
     """The node's answer could not be read as the documented shape: UNKNOWN."""
+
+
+class SolanaIncompleteAnswerError(SettlementError):
+    """More signatures than the page budget allows: the list would be partial, so UNKNOWN."""
 
 
 @dataclass(frozen=True)
@@ -215,13 +222,33 @@ class SolanaRpc:
 
     # --- queries ----------------------------------------------------------------------------
     async def signatures_for_address(
-        self, address: str, until: str | None = None
+        self,
+        address: str,
+        until: str | None = None,
+        *,
+        max_pages: int = MAX_PAGES,
+        not_before: datetime | None = None,
     ) -> Answer[list[SignatureInfo]]:
-        """Signatures touching `address` newer than `until` (all when None), newest first."""
+        """Every signature touching `address` newer than `until` (all when None), newest first.
+
+        Pages of 1,000 are read with `before` until a page is short or `until` shows up; an
+        entry whose block time is before `not_before` ends the read too (everything after it
+        is older still). Needing more than `max_pages` pages is an error: a partial list is
+        unknown, never "nothing else".
+        """
         try:
-            return Answer(await self._signatures(address, until))
+            return Answer(await self._signatures(address, until, max_pages, not_before))
         except SettlementError as exc:
             return Answer(error=exc)
+
+    async def account_owner(self, address: str) -> Answer[str | None]:
+        """The program owning the account (None: no such account), e.g. a mint's token program."""
+        try:
+            key = Pubkey.from_string(address)
+            resp = await self._call("getAccountInfo", lambda: self.client.get_account_info(key))
+        except SettlementError as exc:
+            return Answer(error=exc)
+        return Answer(None if resp.value is None else str(resp.value.owner))
 
     async def signature_statuses(self, signatures: Sequence[str]) -> Answer[dict[str, SigStatus]]:
         """Status of each signature the node knows (unknown ones are absent: "not found yet")."""
@@ -242,12 +269,14 @@ class SolanaRpc:
             return Answer(error=exc)
 
     # --- the calls --------------------------------------------------------------------------
-    async def _signatures(self, address: str, until: str | None) -> list[SignatureInfo]:
+    async def _signatures(
+        self, address: str, until: str | None, max_pages: int, not_before: datetime | None
+    ) -> list[SignatureInfo]:
         key = Pubkey.from_string(address)
         until_sig = Signature.from_string(until) if until else None
         result: list[SignatureInfo] = []
         before: Signature | None = None
-        for _ in range(MAX_PAGES):
+        for _ in range(max(1, max_pages)):
             resp = await self._call(
                 "getSignaturesForAddress",
                 functools.partial(
@@ -261,17 +290,22 @@ class SolanaRpc:
             )
             page = resp.value
             for item in page:
+                signature = str(item.signature)
+                if signature == until:
+                    return result  # a node that overlooks `until`: the rest was read before
                 block_time = None
                 if item.block_time is not None and item.block_time >= _MIN_PLAUSIBLE_UNIX_TIME:
                     block_time = datetime.fromtimestamp(item.block_time, UTC)
-                result.append(
-                    SignatureInfo(str(item.signature), item.slot, item.err is not None, block_time)
-                )
+                if not_before is not None and block_time is not None and block_time < not_before:
+                    return result  # newest first: everything further is older still
+                result.append(SignatureInfo(signature, item.slot, item.err is not None, block_time))
             if len(page) < MAX_SIGNATURES_PER_PAGE:
                 return result
             before = page[-1].signature
-        log.warning("%s has more than %d signatures; reading the newest only", address, len(result))
-        return result
+        raise SolanaIncompleteAnswerError(
+            f"getSignaturesForAddress({address}) has more than {len(result)} signatures "
+            f"since {until or 'the start'}; a partial list is unknown"
+        )
 
     async def _statuses(self, batch: list[str]) -> dict[str, SigStatus]:
         sigs = [Signature.from_string(s) for s in batch]

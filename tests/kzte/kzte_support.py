@@ -20,8 +20,9 @@ from sandbox.solana.validator import RunningValidator
 from sandbox.solana.wallet import pay_uri
 from settlement.kzte_watcher import KzteWatcher, Schedule
 
-# Every reference is due on every pass: the tests wait for the chain, not for the schedule.
-EAGER = Schedule(hot_seconds=0.0, open_seconds=0.0, late_seconds=0.0)
+# Every feed (and every sweep) is due on every pass: the tests wait for the chain, not for the
+# schedule.
+EAGER = Schedule(hot_seconds=0.0, open_seconds=0.0, late_seconds=0.0, sweep_seconds=0.0)
 DEADLINE_SECONDS = 60.0  # finality on surfpool takes ~32 slots (~13 s); generous on a busy box
 
 

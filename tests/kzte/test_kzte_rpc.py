@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from solders.keypair import Keypair
+from solders.signature import Signature
 
 from settlement.chains.solana_rpc import (
     Answer,
+    SolanaIncompleteAnswerError,
     SolanaMalformedAnswerError,
     SolanaRpc,
     SolanaRpcError,
@@ -28,6 +32,7 @@ from settlement.errors import NodeUnavailableError
 
 REF = str(Keypair().pubkey())
 SIG = str(Keypair().sign_message(b"x"))
+OLDER = str(Keypair().sign_message(b"older"))  # a cursor below SIG
 
 
 class FakeNode:
@@ -115,7 +120,7 @@ def test_off_spec_error_that_panics_solders_is_unknown(node: FakeNode) -> None:
 def test_retry_recovers_and_the_request_is_as_documented(node: FakeNode) -> None:
     node.answers.append((503, "busy"))
     node.result([{"signature": SIG, "slot": 7, "err": None, "memo": None, "blockTime": 5}])
-    answer, stats = _signatures(node.url, until=SIG)
+    answer, stats = _signatures(node.url, until=OLDER)
     assert answer.known and answer.value is not None
     (info,) = answer.value
     assert info.signature == SIG and info.slot == 7 and not info.failed
@@ -123,7 +128,8 @@ def test_retry_recovers_and_the_request_is_as_documented(node: FakeNode) -> None
     assert stats.total == 2
     params = node.requests[-1]["params"]
     assert node.requests[-1]["method"] == "getSignaturesForAddress"
-    assert params[0] == REF and params[1]["until"] == SIG and params[1]["commitment"] == "confirmed"
+    assert params[0] == REF and params[1]["until"] == OLDER
+    assert params[1]["commitment"] == "confirmed" and params[1]["limit"] == 1000
 
 
 def test_transaction_request_asks_for_v0_and_not_found_is_known(node: FakeNode) -> None:
@@ -184,3 +190,88 @@ def test_closed_port_is_unknown() -> None:
     answer, _ = _signatures(f"http://127.0.0.1:{port}", attempts=1)
     assert isinstance(answer.error, SolanaUnavailableError)
     assert "refused" in str(answer.error)
+
+
+def _page(count: int, block_time: int = 1_700_000_000) -> list[dict[str, Any]]:
+    return [
+        {
+            "signature": str(Signature(os.urandom(64))),
+            "slot": 1_000_000 - i,
+            "err": None,
+            "memo": None,
+            "blockTime": block_time,
+        }
+        for i in range(count)
+    ]
+
+
+def test_more_signatures_than_the_page_budget_is_unknown_not_a_short_list(
+    node: FakeNode,
+) -> None:
+    # Regression: 5 full pages (5,000 signatures) used to come back as a complete answer, so
+    # the cursor moved past signatures never read -- possibly the payment.
+    for _ in range(5):
+        node.result(_page(1000))
+    answer, stats = _signatures(node.url, until=OLDER)
+    assert not answer.known and answer.value is None
+    assert isinstance(answer.error, SolanaIncompleteAnswerError)
+    assert stats.calls["getSignaturesForAddress"] == 5
+
+
+def test_pages_are_read_with_before_until_a_short_page(node: FakeNode) -> None:
+    first, second = _page(1000), _page(3)
+    node.result(first)
+    node.result(second)
+    answer, _ = _signatures(node.url, until=OLDER)
+    assert answer.known and answer.value is not None
+    assert [s.signature for s in answer.value] == [e["signature"] for e in first + second]
+    configs = [r["params"][1] for r in node.requests]
+    assert configs[0].get("before") is None
+    assert configs[1]["before"] == first[-1]["signature"]
+    assert all(c["until"] == OLDER and c["limit"] == 1000 for c in configs)
+
+
+def test_the_cursor_or_the_floor_ends_the_read(node: FakeNode) -> None:
+    page = _page(1000)
+    node.result(page)  # a node that overlooks `until` and lists it anyway
+
+    async def go(until: str | None, not_before: datetime | None) -> Answer[Any]:
+        async with SolanaRpc(node.url, backoff_seconds=0.01) as rpc:
+            return await rpc.signatures_for_address(REF, until, max_pages=1, not_before=not_before)
+
+    answer = asyncio.run(go(page[10]["signature"], None))
+    assert answer.value is not None and len(answer.value) == 10  # stopped at the cursor
+
+    old, new = 1_700_000_000, 1_700_000_600
+    node.result(_page(4, new) + _page(996, old))
+    floor = datetime.fromtimestamp(new - 60, UTC)  # older ones cannot pay anything watched
+    answer = asyncio.run(go(None, floor))
+    assert answer.known and answer.value is not None and len(answer.value) == 4
+    assert len(node.requests) == 2  # the full page did not lead to another one
+
+
+def test_account_owner_reads_the_mint_program(node: FakeNode) -> None:
+    token_program = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+    node.result(
+        {
+            "context": {"slot": 9},
+            "value": {
+                "data": ["", "base64"],
+                "executable": False,
+                "lamports": 1_461_600,
+                "owner": token_program,
+                "rentEpoch": 0,
+                "space": 0,
+            },
+        }
+    )
+    node.result({"context": {"slot": 9}, "value": None})
+
+    async def go() -> list[Answer[str | None]]:
+        async with SolanaRpc(node.url) as rpc:
+            return [await rpc.account_owner(REF), await rpc.account_owner(REF)]
+
+    found, missing = asyncio.run(go())
+    assert found.known and found.value == token_program
+    assert missing.known and missing.value is None
+    assert node.requests[0]["method"] == "getAccountInfo"

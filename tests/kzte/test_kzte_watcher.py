@@ -16,7 +16,15 @@ from pos import invoices
 from pos.db import utcnow
 from pos.models import Invoice, PaymentStatus
 from pos.states import InvoiceStatus, PaymentMethod
-from settlement.kzte_watcher import CHAIN, CURSOR_PREFIX, METHOD, KzteWatcher, duty
+from settlement.kzte_validation import associated_token_address
+from settlement.kzte_watcher import (
+    CHAIN,
+    CURSOR_PREFIX,
+    DESTINATION_CURSOR_PREFIX,
+    METHOD,
+    KzteWatcher,
+    duty,
+)
 from settlement.verifiers import SolanaVerifier
 
 
@@ -34,8 +42,9 @@ def test_pay_goes_processing_then_settled(shop: Shop) -> None:
     assert [p.status for p in settled.payments] == [PaymentStatus.FINAL]
     assert settled.flags == []
     assert settled.settled_at is not None
-    # the cursor moved: later polls ask only for newer signatures
-    assert shop.rt.coordinator.client.get(CURSOR_PREFIX + invoice.kzte_reference) == sigs[0]  # type: ignore[operator]
+    # the destination's cursor moved: later polls ask only for newer signatures
+    destination = associated_token_address(shop.wallet, shop.validator.kzte_mint)
+    assert shop.rt.coordinator.client.get(DESTINATION_CURSOR_PREFIX + destination) == sigs[0]
     assert shop.watcher.stats.calls["getTransaction"] == 1
     # Reconciliation re-reads it from the node and agrees; a tampered amount does not.
     payment = settled.payments[0]
@@ -144,11 +153,14 @@ def test_node_timeout_is_unknown_and_changes_nothing(shop: Shop, silent_port: in
     )
     watcher = KzteWatcher(EAGER, timeout_seconds=0.5, attempts=2)
     assert watcher.run(shop.rt) == 0
-    assert watcher.last_report.unknown == 1 and watcher.last_report.polled == 1
-    assert watcher.stats.calls["getSignaturesForAddress"] == 2  # retried, then gave up
+    # the mint's token program (it names the destination) and the reference sweep: unknown
+    assert watcher.last_report.unknown == watcher.last_report.polled == 2
+    assert watcher.stats.calls["getAccountInfo"] == 2  # retried, then gave up
+    assert watcher.stats.calls["getSignaturesForAddress"] == 2
     untouched = shop.reload(invoice.id)
     assert untouched.status is InvoiceStatus.NEW and untouched.payments == []
     assert shop.rt.coordinator.client.get(CURSOR_PREFIX + invoice.kzte_reference) is None  # type: ignore[operator]
+    assert not shop.rt.coordinator.client.keys(DESTINATION_CURSOR_PREFIX + "*")
     # the node is back: the same watcher finds the payment
     shop.rt.settings = shop.rt.settings.with_overrides(solana_rpc_url=live_url)
     shop.watcher = watcher
