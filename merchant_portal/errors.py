@@ -1,9 +1,19 @@
-"""One place that maps domain errors to HTTP answers: never a 500 for a user's mistake."""
+"""One place that maps domain errors to HTTP answers: never a 500 for a user's mistake.
+
+Redis trouble is never a 500 either: a request waits on Redis only within its budget
+(pos.redis_guard, started here for every request), and what truly needs Redis answers 503
+"try again" with `Retry-After` — JSON for the API, a page for the portal.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from pos.errors import (
@@ -17,6 +27,9 @@ from pos.errors import (
     RateUnavailableError,
     ValidationError,
 )
+from pos.redis_guard import RETRY_AFTER_SECONDS, end_request_budget, start_request_budget
+
+log = logging.getLogger(__name__)
 
 # The one mapping of domain errors to HTTP: (error type, status, stable API code), first match
 # wins. The pages use the status; the REST API also reports the code.
@@ -39,6 +52,25 @@ def status_for(error: PosError) -> int:
     return 400
 
 
+def headers_for(error: PosError) -> dict[str, str]:
+    """Extra headers of the answer: when to retry a request that needed Redis."""
+    if isinstance(error, CoordinationUnavailableError):
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return {}
+
+
+def message_for(error: PosError) -> str:
+    """What the user reads. Redis details (hosts, timeouts) stay in the log."""
+    if isinstance(error, CoordinationUnavailableError):
+        log.warning("%s %s answered 503: %s", request.method, request.path, error)
+        return str(
+            gettext(
+                "This is briefly unavailable. Nothing was lost: please try again in a few seconds."
+            )
+        )
+    return str(error)
+
+
 def _wants_json() -> bool:
     return (
         request.path.startswith("/api/")
@@ -48,12 +80,38 @@ def _wants_json() -> bool:
 
 
 def init_app(app: Flask) -> None:
+    @app.before_request
+    def _start_redis_budget() -> None:
+        start_request_budget()
+
+    @app.teardown_request
+    def _end_redis_budget(_exc: BaseException | None) -> None:
+        end_request_budget()
+
     @app.errorhandler(PosError)
     def _domain_error(error: PosError) -> ResponseReturnValue:
         status = status_for(error)
+        message = message_for(error)
+        headers = headers_for(error)
         if _wants_json():
-            return {"error": type(error).__name__, "message": str(error)}, status
-        return render_template("error.html", status=status, message=str(error)), status
+            return {"error": type(error).__name__, "message": message}, status, headers
+        page = render_template("error.html", status=status, message=message)
+        return page, status, headers
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_error(error: RedisConnectionError | RedisTimeoutError) -> ResponseReturnValue:
+        # Redis unreachable in a call that escaped its module's translation: still "try again",
+        # not a 500. (Other Redis errors, e.g. a wrong type, are bugs and stay 500s.)
+        wrapped = CoordinationUnavailableError(f"Redis is unavailable: {error}")
+        if request.path.startswith("/api/v1/"):
+            from merchant_portal.api.errors import error_response
+
+            message = message_for(wrapped)
+            return error_response(
+                503, "coordination_unavailable", message, None, headers_for(wrapped)
+            )
+        return _domain_error(wrapped)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:

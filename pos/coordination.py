@@ -26,10 +26,14 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from pos.errors import CoordinationUnavailableError
 from pos.rates import RateQuote
+from pos.redis_guard import CircuitBreaker, guarded_connection_class
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +144,31 @@ def _apply_argv(
     return argv
 
 
-def connect(url: str) -> redis.Redis:
-    """A client with short timeouts: a stuck Redis must not hang a checkout page."""
+SOCKET_TIMEOUT_SECONDS = 3.0  # one call outside a web request (workers, CLI)
+
+
+def connect(
+    url: str,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+    breaker: CircuitBreaker | None = None,
+) -> redis.Redis:
+    """A client that fails fast when Redis hangs (see pos.redis_guard).
+
+    Each call waits at most `socket_timeout`, inside a web request at most what is left of
+    the request's Redis budget; after a timeout the client's breaker skips Redis for a short
+    cool-down. A dropped connection (Redis restarted) is retried once at once; a timeout never
+    is — a retry would only wait again. Set explicitly: redis-py's own default differs between
+    `Redis()` (10 retries with back-off) and `from_url` (none).
+    """
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_timeout=3,
-        socket_connect_timeout=3,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        connection_class=guarded_connection_class(url),
+        cc_breaker=breaker or CircuitBreaker(),
     )
 
 

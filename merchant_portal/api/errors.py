@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from flask import Blueprint, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from merchant_portal.errors import DOMAIN_ERRORS
+from merchant_portal.errors import DOMAIN_ERRORS, headers_for, message_for
 from pos.errors import PosError, ValidationError
 from pos.integrations import ApiAuthError
 
@@ -103,7 +103,8 @@ def register(bp: Blueprint) -> None:
         for error_type, status, code in DOMAIN_ERRORS:
             if isinstance(error, error_type):
                 field = error.field if isinstance(error, ValidationError) else None
-                return error_response(status, code, str(error), field)
+                message = message_for(error)
+                return error_response(status, code, message, field, headers_for(error))
         return error_response(400, "bad_request", str(error))
 
     @bp.errorhandler(HTTPException)

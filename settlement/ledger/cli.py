@@ -56,20 +56,52 @@ def _kzt(tiyn: int) -> str:
 # --- payouts ----------------------------------------------------------------------------------
 
 
+def _owing_lines(owing: list[payouts.NegativePayable]) -> list[str]:
+    return [
+        f"{n.merchant_name} owes {_kzt(-n.amount_tiyn)} (payable {_kzt(n.amount_tiyn)}): "
+        f"reversed after payout: {', '.join(n.invoice_ids) or '-'}; "
+        "deducted from their next payouts"
+        for n in owing
+    ]
+
+
+def _deducted_note(tiyn: Any, invoices: Any) -> str:
+    if not tiyn:
+        return ""
+    return f", after deducting {_kzt(int(tiyn))} reversed after payout: {', '.join(invoices)}"
+
+
 def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as session:
+        rebuilt = payouts.rebuild_pending(session)  # run_payouts would too; this reports it
         created = payouts.run_payouts(session, args.date)
         session.commit()
         rows = [r.as_dict() for r in payouts.list_payouts(session, business_date=args.date)]
+        owing = payouts.negative_payables(session)
     new_ids = {p.id for p in created}
-    lines = [f"{len(created)} payouts created for {args.date}"] + [
+    lines = [
+        f"payout #{r.payout_id} ({r.business_date}) "
+        + ("withdrawn" if r.withdrawn else "rebuilt")
+        + f": {_kzt(r.old_amount_tiyn)} -> {_kzt(r.new_amount_tiyn)}, "
+        f"reversed invoices taken out: {', '.join(r.invoice_ids)}"
+        for r in rebuilt
+    ]
+    lines += [f"{len(created)} payouts created for {args.date}"] + [
         f"  #{r['id']} {r['merchant_name']}: {r['amount_kzt']} KZT ({r['status']})"
+        + _deducted_note(r["deducted_tiyn"], r["deducted_invoices"])
         for r in rows
         if r["id"] in new_ids
     ]
+    lines += _owing_lines(owing)
     _print(
         args,
-        {"date": args.date.isoformat(), "created": sorted(new_ids), "payouts": rows},
+        {
+            "date": args.date.isoformat(),
+            "created": sorted(new_ids),
+            "payouts": rows,
+            "rebuilt": [r.as_dict() for r in rebuilt],
+            "negative_payables": [n.as_dict() for n in owing],
+        },
         "\n".join(lines),
     )
     return 0
@@ -79,12 +111,24 @@ def cmd_payouts_list(args: argparse.Namespace, settings: Settings) -> int:
     status = PayoutStatus(args.status) if args.status else None
     with _session(settings) as session:
         rows = payouts.list_payouts(session, status, args.date, args.merchant)
-    text = "\n".join(
+        owing = payouts.negative_payables(session, args.merchant)
+    text = [
         f"#{r.id:<6} {r.business_date} {r.status:<8} {_kzt(r.amount_tiyn):>20}  {r.merchant_name}"
         + (f"  ref {r.bank_reference}" if r.bank_reference else "")
+        + _deducted_note(r.deducted_tiyn, r.deducted_invoices)
+        + (
+            f"  BLOCKED: reversed {', '.join(r.reversed_invoices)}; "
+            f"rebuild with `cryptocity payouts run --date {r.business_date}`"
+            if r.blocked
+            else ""
+        )
         for r in rows
+    ] or ["no payouts"]
+    _print(
+        args,
+        {"payouts": [r.as_dict() for r in rows], "negative_payables": [n.as_dict() for n in owing]},
+        "\n".join(text + _owing_lines(owing)),
     )
-    _print(args, {"payouts": [r.as_dict() for r in rows]}, text or "no payouts")
     return 0
 
 
@@ -106,7 +150,14 @@ def cmd_payouts_mark_paid(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_payouts_export(args: argparse.Namespace, settings: Settings) -> int:
     status = PayoutStatus(args.status) if args.status else None
     with _session(settings) as session:
-        text = payouts.bank_export_csv(payouts.list_payouts(session, status, args.date))
+        rows = payouts.list_payouts(session, status, args.date)
+        text = payouts.bank_export_csv(rows)
+    for row in rows:
+        if row.blocked:  # left out of the file: the bank must not transfer it
+            print(
+                f"payout #{row.id} left out: blocked, reversed {', '.join(row.reversed_invoices)}",
+                file=sys.stderr,
+            )
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -2,16 +2,24 @@
 
 `run_payouts(date)` gathers, per merchant, every payable entry of settlements and reversals
 effective before the end of that day (UTC) and not yet in a payout, and creates one pending
-payout with those lines when their sum is positive (a negative sum after a reversal waits for
-later income). Re-running a date changes nothing (unique merchant + date; an entry is batched
-once). Marking paid needs the bank's reference and posts Dr merchant payable / Cr zone:bank.
+payout with those lines when their sum is positive. Re-running a date changes nothing new
+(unique merchant + date; an entry is batched once). Marking paid needs the bank's reference and
+posts Dr merchant payable / Cr zone:bank.
+
+Reversals (an invoice double-spent, or reopened by a reorg) pair with the settlement they undo:
+- settlement not yet paid out: the two cancel. They are batched together or not at all, so the
+  reversal never eats into the merchant's later, legitimate income; a *pending* payout whose
+  settlement was reversed after it was built is blocked (`mark_paid` refuses, naming the
+  invoices) until `run_payouts` rebuilds it without the pair (`rebuild_pending`).
+- settlement already paid out: the merchant owes the money back. The reversal's debit stays
+  unbatched and is deducted from their next payouts; until then it shows as a negative payable
+  (`negative_payables`) in the payout listing, never silently.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -23,13 +31,18 @@ from pos.db import utcnow
 from pos.models import Merchant
 from settlement.ledger.errors import PayoutError, PayoutNotFoundError
 from settlement.ledger.models import (
-    LedgerEntry,
-    LedgerTransaction,
     Payout,
     PayoutLine,
     PayoutStatus,
-    Side,
     TransactionKind,
+)
+from settlement.ledger.payout_sources import (
+    Partners,
+    deductions,
+    reversed_invoices,
+    source_lines,
+    standing,
+    unbatched,
 )
 from settlement.ledger.posting import Posting, payout_legs, write_posting
 
@@ -39,41 +52,94 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class RebuiltPayout:
+    """A pending payout after `rebuild_pending` took out what no longer stands."""
+
+    payout_id: int
+    merchant_id: int
+    business_date: date
+    old_amount_tiyn: int
+    new_amount_tiyn: int  # 0: nothing positive was left and the payout was withdrawn
+    invoice_ids: tuple[str, ...]  # whose reversed settlements (or their reversals) left it
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.new_amount_tiyn == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.payout_id,
+            "merchant_id": self.merchant_id,
+            "business_date": self.business_date.isoformat(),
+            "old_amount_tiyn": self.old_amount_tiyn,
+            "new_amount_tiyn": self.new_amount_tiyn,
+            "withdrawn": self.withdrawn,
+            "invoices": list(self.invoice_ids),
+        }
+
+
+def rebuild_pending(session: Session, user_id: int | None = None) -> list[RebuiltPayout]:
+    """Take every entry that no longer stands out of the pending payouts; the caller commits.
+
+    The entries taken out become unbatched again (a cancelling pair then nets to zero in a
+    later batch). A payout left with nothing positive is withdrawn: its remaining lines go
+    back to the unbatched pool. Each change is audited.
+    """
+    pending = list(session.scalars(select(Payout.id).where(Payout.status == PayoutStatus.PENDING)))
+    stale = reversed_invoices(session, pending)
+    rebuilt: list[RebuiltPayout] = []
+    for payout_id, invoice_ids in sorted(stale.items()):
+        payout = get_payout(session, payout_id)
+        lines = source_lines(session, PayoutLine.payout_id == payout_id)
+        partners = Partners(session, lines)
+        gone = {ln.entry_id for ln in lines if not standing(ln, partners.of(ln), payout_id, set())}
+        old_amount = payout.amount_tiyn
+        kept = [line for line in payout.lines if line.entry_id not in gone]
+        new_amount = sum(line.amount_tiyn for line in kept)
+        for line in payout.lines:
+            if line.entry_id in gone or new_amount <= 0:
+                session.delete(line)
+        session.flush()
+        if new_amount > 0:
+            payout.amount_tiyn = new_amount
+            session.expire(payout, ["lines"])
+        else:
+            session.delete(payout)
+        rebuilt.append(
+            RebuiltPayout(
+                payout_id,
+                payout.merchant_id,
+                payout.business_date,
+                old_amount,
+                max(new_amount, 0),
+                tuple(invoice_ids),
+            )
+        )
+        accounts.audit(
+            session,
+            "payout.rebuilt",
+            actor_user_id=user_id,
+            merchant_id=payout.merchant_id,
+            detail=rebuilt[-1].as_dict(),
+        )
+    session.flush()
+    return rebuilt
+
+
 def run_payouts(session: Session, business_date: date) -> list[Payout]:
-    """Create the pending payouts for `business_date`; returns the ones created now."""
+    """Rebuild stale pending payouts, then create `business_date`'s; returns the new ones."""
+    rebuild_pending(session)
     end = day_start(business_date + timedelta(days=1))
-    rows = session.execute(
-        select(
-            LedgerEntry.id,
-            LedgerEntry.side,
-            LedgerEntry.amount_tiyn,
-            LedgerEntry.account,
-            LedgerTransaction.merchant_id,
-        )
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .outerjoin(PayoutLine, PayoutLine.entry_id == LedgerEntry.id)
-        .where(
-            PayoutLine.id.is_(None),
-            LedgerTransaction.kind.in_([TransactionKind.SETTLEMENT, TransactionKind.REVERSAL]),
-            LedgerEntry.account.like("merchant:%:payable"),
-            LedgerEntry.effective_at < end,
-        )
-        .order_by(LedgerEntry.id)
-    ).all()
-    by_merchant: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for entry_id, side, amount, account, merchant_id in rows:
-        if merchant_id is None or account != f"merchant:{merchant_id}:payable":
-            continue
-        signed = amount if side is Side.CREDIT else -amount
-        by_merchant[merchant_id].append((entry_id, signed))
+    by_merchant = unbatched(session, end)
     already = set(
         session.scalars(select(Payout.merchant_id).where(Payout.business_date == business_date))
     )
     created: list[Payout] = []
     for merchant_id, lines in sorted(by_merchant.items()):
-        total = sum(signed for _entry, signed in lines)
+        total = sum(ln.signed_tiyn for ln in lines)
         if merchant_id in already or total <= 0:
-            continue
+            continue  # a negative sum is shown by `negative_payables`, never paid
         payout = Payout(
             merchant_id=merchant_id,
             business_date=business_date,
@@ -81,11 +147,50 @@ def run_payouts(session: Session, business_date: date) -> list[Payout]:
             status=PayoutStatus.PENDING,
             created_at=utcnow(),
         )
-        payout.lines = [PayoutLine(entry_id=e, amount_tiyn=s) for e, s in lines]
+        payout.lines = [
+            PayoutLine(entry_id=ln.entry_id, amount_tiyn=ln.signed_tiyn) for ln in lines
+        ]
         session.add(payout)
         created.append(payout)
     session.flush()
     return created
+
+
+@dataclass(frozen=True)
+class NegativePayable:
+    """A merchant who owes the zone: reversals of sales already paid out exceed new income."""
+
+    merchant_id: int
+    merchant_name: str
+    amount_tiyn: int  # < 0; deducted from the merchant's next payouts
+    invoice_ids: tuple[str, ...]  # the reversed invoices behind it
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "merchant_id": self.merchant_id,
+            "merchant_name": self.merchant_name,
+            "amount_tiyn": self.amount_tiyn,
+            "amount_kzt": money.format_kzt(self.amount_tiyn).replace("\u202f", ""),
+            "invoices": list(self.invoice_ids),
+        }
+
+
+def negative_payables(session: Session, merchant_id: int | None = None) -> list[NegativePayable]:
+    """Merchants whose unbatched payable (what their next payout starts from) is negative."""
+    rows = []
+    for owner, lines in sorted(unbatched(session, None).items()):
+        total = sum(ln.signed_tiyn for ln in lines)
+        if total >= 0 or (merchant_id is not None and owner != merchant_id):
+            continue
+        merchant = session.get(Merchant, owner)
+        reversals = {
+            ln.invoice_id
+            for ln in lines
+            if ln.kind is TransactionKind.REVERSAL and ln.invoice_id is not None
+        }
+        name = merchant.name if merchant else str(owner)
+        rows.append(NegativePayable(owner, name, total, tuple(sorted(reversals))))
+    return rows
 
 
 def get_payout(session: Session, payout_id: int) -> Payout:
@@ -112,6 +217,13 @@ def mark_paid(
     if payout.status is PayoutStatus.PAID:
         raise PayoutError(
             f"payout {payout.id} is already paid (bank reference {payout.bank_reference})"
+        )
+    reversed_ = reversed_invoices(session, [payout.id]).get(payout.id)
+    if reversed_:
+        raise PayoutError(
+            f"payout {payout.id} is blocked: invoice(s) {', '.join(reversed_)} were reversed "
+            "(double spent or reopened) after it was built; rebuild it with "
+            f"`cryptocity payouts run --date {payout.business_date}` and check the new amount"
         )
     txn, _new = write_posting(
         session,
@@ -148,6 +260,15 @@ class PayoutRow:
     status: str
     bank_reference: str | None
     paid_at: datetime | None
+    # A pending payout holding settlements reversed since it was built: blocked until rebuilt.
+    reversed_invoices: tuple[str, ...] = ()
+    # Reversals of sales paid out before, recovered from this payout (shown, never silent).
+    deducted_tiyn: int = 0
+    deducted_invoices: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.reversed_invoices)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -160,6 +281,10 @@ class PayoutRow:
             "status": self.status,
             "bank_reference": self.bank_reference,
             "paid_at": None if self.paid_at is None else self.paid_at.isoformat(),
+            "blocked": self.blocked,
+            "reversed_invoices": list(self.reversed_invoices),
+            "deducted_tiyn": self.deducted_tiyn,
+            "deducted_invoices": list(self.deducted_invoices),
         }
 
 
@@ -179,6 +304,11 @@ def list_payouts(
     if merchant_id is not None:
         query = query.where(Payout.merchant_id == merchant_id)
     query = query.order_by(Payout.business_date.desc(), Payout.merchant_id).limit(limit)
+    found = session.execute(query).all()
+    blocked = reversed_invoices(
+        session, [p.id for p, _name in found if p.status is PayoutStatus.PENDING]
+    )
+    deducted = deductions(session, [p.id for p, _name in found])
     return [
         PayoutRow(
             p.id,
@@ -189,8 +319,11 @@ def list_payouts(
             p.status.value,
             p.bank_reference,
             p.paid_at,
+            tuple(blocked.get(p.id, ())),
+            deducted.get(p.id, (0, []))[0],
+            tuple(deducted.get(p.id, (0, []))[1]),
         )
-        for p, name in session.execute(query).all()
+        for p, name in found
     ]
 
 
@@ -207,11 +340,16 @@ BANK_EXPORT_COLUMNS = (
 
 
 def bank_export_csv(rows: list[PayoutRow]) -> str:
-    """The CSV a bank's bulk transfer upload takes: one line per payout, amounts in KZT."""
+    """The CSV a bank's bulk transfer upload takes: one line per payout, amounts in KZT.
+
+    Blocked payouts are left out: a bank must never transfer a double-spent amount.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(BANK_EXPORT_COLUMNS)
     for row in rows:
+        if row.blocked:
+            continue
         whole, frac = divmod(row.amount_tiyn, money.TIYN_PER_KZT)
         writer.writerow(
             [
