@@ -209,13 +209,13 @@ def cmd_redis_rebuild(args: argparse.Namespace, rt: Runtime) -> int:
 @_with_runtime
 def cmd_rates_show(args: argparse.Namespace, rt: Runtime) -> int:
     quote = rt.rates.btc_kzt()
-    data = {
-        "pair": quote.pair,
-        "rate": str(quote.rate),
-        "source": quote.source,
-        "as_of": quote.as_of.isoformat(),
-    }
-    _emit(args, data, f"{quote.pair} {quote.rate} ({quote.source}, {quote.as_of.isoformat()})")
+    lines = [f"{quote.pair} {quote.rate} ({quote.source}, {quote.as_of.isoformat()})"]
+    # The components an invoice would lock: each source's value and time, and what was left out.
+    lines += [f"  {leg.source}: {leg.rate} at {leg.as_of.isoformat()}" for leg in quote.legs]
+    lines += [f"  {source}: left out ({why})" for source, why in quote.ignored]
+    if quote.spread_bp is not None:
+        lines.append(f"  spread between sources: {quote.spread_bp} bp")
+    _emit(args, quote.to_dict(), "\n".join(lines))
     return 0
 
 

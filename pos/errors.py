@@ -49,3 +49,11 @@ class ConcurrentUpdateError(PosError):
 
 class CoordinationUnavailableError(PosError):
     """Redis cannot be reached; the database keeps the record and nothing is lost."""
+
+
+class RateDisagreementError(RateUnavailableError):
+    """The fresh BTC/KZT sources disagree by more than the allowed spread: BTC is refused."""
+
+
+class KzteDepegError(RateUnavailableError):
+    """A fresh KZTE/KZT quote is further from 1:1 than the allowed depeg: KZTE is paused."""

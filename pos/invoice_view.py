@@ -74,6 +74,7 @@ def invoice_as_dict(
         "rate_kzt": str(invoice.rate),
         "rate_source": invoice.rate_source,
         "rate_as_of": invoice.rate_as_of.isoformat(),
+        "rate_components": invoice.rate_components,
         "asset": crypto_symbol(invoice),
         "unit": atomic_unit(invoice),
         "amount_due_atomic": invoice.amount_due_atomic,

@@ -32,7 +32,7 @@ from pos.errors import (
 )
 from pos.methods import bitcoin, kzte
 from pos.models import BtcAccountKey, Invoice, InvoiceEvent, Merchant, MerchantStatus
-from pos.rates import RateBook, kzte_quote
+from pos.rates import RateBook, RateQuote
 from pos.settings import Settings
 from pos.states import EventType, InvoiceStatus, PaymentMethod, transition
 
@@ -95,7 +95,7 @@ def create_invoice(
     if request.method is PaymentMethod.BTC:
         _quote_btc(session, settings, rates, merchant, invoice, now)
     else:
-        _quote_kzte(settings, merchant, invoice, now)
+        _quote_kzte(settings, rates, merchant, invoice, now)
     session.add(invoice)
     _add_event(session, invoice, EventType.CREATED, None, {"price_tiyn": invoice.price_tiyn})
     session.flush()
@@ -143,7 +143,7 @@ def _quote_btc(
         - 1
     )
     invoice.btc_account_key_id = key_id
-    invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
+    _lock_rate(invoice, quote)
     invoice.amount_due_atomic = due_sat
     invoice.btc_derivation_index = index
     invoice.btc_address = bitcoin.derive_address(merchant.btc_xpub, index, settings.bitcoin_network)
@@ -170,15 +170,22 @@ def _account_key_id(session: Session, merchant: Merchant, xpub: str) -> int:
     return row.id
 
 
-def _quote_kzte(settings: Settings, merchant: Merchant, invoice: Invoice, now: datetime) -> None:
+def _lock_rate(invoice: Invoice, quote: RateQuote) -> None:
+    """Lock the rate, and keep what it was made of: each source, its value and its time."""
+    invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
+    invoice.rate_components = quote.to_dict()
+
+
+def _quote_kzte(
+    settings: Settings, rates: RateBook, merchant: Merchant, invoice: Invoice, now: datetime
+) -> None:
     if not merchant.solana_wallet:
         raise PaymentMethodUnavailableError("this merchant has not set up KZTE payments")
     if not settings.kzte_mint:
         raise PaymentMethodUnavailableError(
             "KZTE is not configured in this zone (KZTE_MINT is not set)"
         )
-    quote = kzte_quote(now)
-    invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
+    _lock_rate(invoice, rates.kzte_kzt(now))  # raises KzteDepegError while KZTE is depegged
     invoice.amount_due_atomic = money.kzte_due_base_units(
         invoice.price_tiyn, settings.kzte_decimals
     )

@@ -144,6 +144,10 @@ class Invoice(Base):
     rate: Mapped[Decimal]  # KZT per 1 BTC or per 1 KZTE, locked at creation
     rate_source: Mapped[str] = mapped_column(String(200))
     rate_as_of: Mapped[datetime]
+    # What the locked rate was made of (RateQuote.to_dict): each source with its value and
+    # time, the legs of a cross, the spread or depeg checked, the sources left out and why.
+    # {} on invoices made before it was recorded.
+    rate_components: Mapped[dict[str, Any]] = mapped_column(default=dict)
     amount_due_atomic: Mapped[int]
     amount_paid_atomic: Mapped[int] = mapped_column(default=0)
     btc_address: Mapped[str | None] = mapped_column(String(100), unique=True)

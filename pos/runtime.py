@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -15,7 +14,7 @@ from pos.coordination import Coordinator, connect
 from pos.db import make_engine, make_session_factory
 from pos.errors import ConfigError
 from pos.migrate import is_current
-from pos.rates import BTC_KZT, RateBook, sources_from_settings
+from pos.rates import RateBook
 from pos.redis_server import EmbeddedRedis
 from pos.settings import Settings
 
@@ -99,13 +98,12 @@ def open_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
 
 
 def make_rate_book(settings: Settings, coordinator: Coordinator) -> RateBook:
-    max_age = timedelta(seconds=settings.rate_max_age_seconds)
-    return RateBook(
-        sources_from_settings(settings.btc_rate_sources),
-        max_age,
-        cache_get=lambda: coordinator.cached_rate(BTC_KZT),
-        cache_put=lambda q: coordinator.cache_rate(q, settings.rate_max_age_seconds),
-    )
+    """Local feeds (sandbox, file:) are read directly; network feeds from what the worker's
+    refresh-rates duty stored in Redis (pos.rate_store), so no request waits on an exchange."""
+    from pos.rate_config import rate_book  # local imports: keep this edit to this function
+    from pos.rate_store import RateStore
+
+    return rate_book(settings, RateStore(coordinator).last_quote)
 
 
 def connect_runtime(settings: Settings) -> Runtime:

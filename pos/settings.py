@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from pos.errors import ConfigError, ValidationError
+from pos.rate_config import parse_btc_sources, parse_kzte_sources
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -41,6 +42,13 @@ DEMO_BITCOIN_ZMQ_URL = "tcp://127.0.0.1:28332"
 DEMO_SOLANA_RPC_URL = "http://127.0.0.1:8899"
 DEMO_SOLANA_WS_URL = "ws://127.0.0.1:8900"
 MIN_SECRET_KEY_LENGTH = 32
+# The public APIs behind the network rate feeds; each is overridable (NBK_RATES_URL, …).
+DEFAULT_RATE_API_URLS: Mapping[str, str] = {
+    "nbk": "https://nationalbank.kz/rss/get_rates.cfm",
+    "exmo": "https://api.exmo.com",
+    "binance": "https://api.binance.com",
+}
+RATE_API_URL_ENV = {"nbk": "NBK_RATES_URL", "exmo": "EXMO_API_URL", "binance": "BINANCE_API_URL"}
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,20 @@ class Settings:
     kzte_decimals: int = 6
     # bitcoind's -zmqpubsequence endpoint: wakes the watcher at once (polling stays the floor).
     bitcoin_zmq_url: str | None = None
-    # BTC/KZT rate sources, e.g. ("sandbox",) or ("file:/srv/rates/btc_kzt.json",).
+    # BTC/KZT rate sources, e.g. ("sandbox",), ("file:/srv/rates/btc_kzt.json",),
+    # ("exmo:BTC_KZT", "binance:BTCUSDT*nbk:USD"); the syntax is in pos.rate_config.
     btc_rate_sources: tuple[str, ...] = ("sandbox",)
     rate_max_age_seconds: int = 300
+    # KZTE/KZT quotes for the depeg alarm, e.g. ("file:/srv/rates/kzte_kzt.json",).
+    kzte_rate_sources: tuple[str, ...] = ()
+    rate_max_spread_bp: int = 200  # fresh BTC/KZT sources further apart: BTC invoices refused
+    kzte_max_depeg_bp: int = 100  # KZTE further than this from 1:1 KZT: KZTE invoices paused
+    fiat_rate_max_age_hours: int = 72  # the official USD/KZT rate is daily; long weekends
+    rate_http_timeout_seconds: float = 5.0
+    # Base URLs of the network rate feeds (configurable so tests replay them on 127.0.0.1).
+    rate_api_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RATE_API_URLS))
+    # When set, /metrics wants `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
     min_invoice_tiyn: int = 100_00  # 100 KZT: below it fees and dust make no sense
     max_invoice_tiyn: int = 100_000_000_00  # 100 million KZT per invoice
     default_fee_bp: int = 100  # 1.00 % processing fee unless the merchant's rule differs
@@ -126,18 +145,19 @@ class Settings:
             12,
         )
         sources = tuple(
-            s.strip()
-            for s in env.get("BTC_KZT_RATE_SOURCES", "sandbox" if demo else "").split(",")
-            if s.strip()
+            spec.name
+            for spec in parse_btc_sources(
+                _comma_list(env.get("BTC_KZT_RATE_SOURCES", "sandbox" if demo else "")), demo
+            )
         )
-        for source in sources:
-            if source != "sandbox" and not source.startswith("file:"):
-                raise ConfigError(
-                    f"BTC_KZT_RATE_SOURCES: unknown source {source!r} "
-                    "(use 'sandbox' or 'file:PATH')"
-                )
-        if not demo and "sandbox" in sources:
-            raise ConfigError("BTC_KZT_RATE_SOURCES: the sandbox feed is for demo mode only")
+        kzte_sources = tuple(
+            spec.name for spec in parse_kzte_sources(_comma_list(env.get("KZTE_KZT_RATE_SOURCES")))
+        )
+        rate_api_urls = dict(DEFAULT_RATE_API_URLS)
+        for key, variable in RATE_API_URL_ENV.items():
+            if env.get(variable):
+                _check_http_url(env[variable], variable)
+                rate_api_urls[key] = env[variable].rstrip("/")
 
         return cls(
             mode=mode,
@@ -158,11 +178,30 @@ class Settings:
             rate_max_age_seconds=_parse_int(
                 env.get("RATE_MAX_AGE_SECONDS", "300"), "RATE_MAX_AGE_SECONDS", 5, 86_400
             ),
+            kzte_rate_sources=kzte_sources,
+            rate_max_spread_bp=_parse_int(
+                env.get("RATE_MAX_SPREAD_BP", "200"), "RATE_MAX_SPREAD_BP", 1, 5_000
+            ),
+            kzte_max_depeg_bp=_parse_int(
+                env.get("KZTE_MAX_DEPEG_BP", "100"), "KZTE_MAX_DEPEG_BP", 1, 5_000
+            ),
+            fiat_rate_max_age_hours=_parse_int(
+                env.get("FIAT_RATE_MAX_AGE_HOURS", "72"), "FIAT_RATE_MAX_AGE_HOURS", 1, 720
+            ),
+            rate_http_timeout_seconds=_parse_int(
+                env.get("RATE_HTTP_TIMEOUT_SECONDS", "5"), "RATE_HTTP_TIMEOUT_SECONDS", 1, 60
+            ),
+            rate_api_urls=rate_api_urls,
+            metrics_token=env.get("METRICS_TOKEN") or None,
             default_fee_bp=_parse_int(
                 env.get("CRYPTOCITY_FEE_BP", "100"), "CRYPTOCITY_FEE_BP", 0, 10_000
             ),
             web_bind=env.get("CRYPTOCITY_WEB_BIND", "127.0.0.1:8000"),
         )
+
+
+def _comma_list(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
 
 def _parse_enum(enum: type[E], raw: str, name: str) -> E:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,25 @@ def test_bad_input_is_a_clear_error(settings: Settings, engine: Engine) -> None:
         settings, "invoice", "create", "--merchant", "1", "--amount-kzt", "1e5", "--method", "kzte"
     )
     assert result.returncode == 2 and "not an amount in tenge" in result.stderr
+
+
+def test_rates_show_lists_the_components_an_invoice_would_lock(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).isoformat()
+    feeds = []
+    for name, rate in (("a", "45000000"), ("b", "45100000"), ("c", "45200000")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"rate": rate, "as_of": now}))
+        feeds.append(f"file:{path}")
+    sources = {"BTC_KZT_RATE_SOURCES": ",".join(feeds)}
+    quote = _ok(_run(settings, "rates", "show", "--json", extra_env=sources))
+    assert quote["rate"] == "45100000"  # the median
+    legs = quote["legs"]
+    assert isinstance(legs, list) and sorted(leg["rate"] for leg in legs) == [
+        "45000000",
+        "45100000",
+        "45200000",
+    ]
+    text = _run(settings, "rates", "show", extra_env=sources)
+    assert text.returncode == 0 and text.stdout.count(" at ") == 3, text.stdout

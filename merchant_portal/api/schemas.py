@@ -102,6 +102,45 @@ INVOICE_MARK = Schema(
 )
 
 _NULLABLE_TEXT = ("order_id", "btc_address", "kzte_recipient", "kzte_mint", "kzte_reference")
+_QUOTE = {
+    "pair": {"type": "string", "description": "BTC/KZT, KZTE/KZT, or a leg's: BTC/USDT, USD/KZT."},
+    "rate": {"type": "string", "description": "Quote currency per 1 unit of the base (decimal)."},
+    "source": {"type": "string", "description": "e.g. exmo:BTC_KZT, binance:BTCUSDT, nbk:USD."},
+    "as_of": {"type": "string", "format": "date-time"},
+}
+_LEG = {"type": "object", "properties": _QUOTE, "additionalProperties": True}
+RATE_COMPONENTS = Field(
+    "rate_components",
+    "object",
+    "What the locked rate was made of: the fresh sources (`legs`) with their values and times "
+    "(a cross of an exchange's BTC/USDT and the official USD/KZT has both as its own `legs`), "
+    "their spread (or KZTE's depeg) in basis points, and the sources left out with the reason. "
+    "Empty for invoices made before it was recorded.",
+    required=True,
+    extra={
+        "properties": {
+            **_QUOTE,
+            "legs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {**_QUOTE, "legs": {"type": "array", "items": _LEG}},
+                    "additionalProperties": True,
+                },
+            },
+            "spread_bp": {"type": "integer"},
+            "depeg_bp": {"type": "integer"},
+            "ignored": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"source": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+        "additionalProperties": True,
+    },
+)
 INVOICE = Schema(
     "Invoice",
     (
@@ -120,6 +159,9 @@ INVOICE = Schema(
         Field("amount_due_atomic", "integer", "Satoshi (BTC) or base units (KZTE).", True),
         Field("amount_paid_atomic", "integer", required=True),
         Field("rate_kzt", "string", "KZT per 1 BTC or KZTE, locked at creation.", True),
+        Field("rate_source", "string", "Where the locked rate came from.", True),
+        Field("rate_as_of", "string", "When the locked rate was quoted.", True, format="date-time"),
+        RATE_COMPONENTS,
         Field("payment_uri", "string", "BIP21 or Solana Pay URI for the QR.", True),
         Field("checkout_url", "string", "The hosted checkout page.", True),
         Field("description", "string", required=True),
