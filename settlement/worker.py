@@ -1,17 +1,22 @@
-"""`cryptocity worker`: the settlement worker's main loop.
+"""`cryptocity worker`: the settlement worker.
 
 The worker runs a list of duties, each on its own interval: notice a flushed Redis and rebuild
 it, relay events Redis missed, expire unpaid invoices, refresh the BTC/KZT rate cache, and — as
 their modules register — the chain watchers, the ledger consumer and the webhook dispatcher.
 Every duty is idempotent, so any number of workers may run; a duty marked `leader_only` runs in
-one worker at a time under a Redis lease.
+one worker at a time under a Redis lease, renewed before each of its runs.
+
+Isolation: `run_worker` gives each duty its own thread (settlement.duty_runner) with its own
+schedule, wake-ups, back-off and heartbeat, so a hung node or a slow webhook receiver delays only
+its own duty; a thread that dies is restarted. `run_pass` runs the due duties one after another
+in the caller's thread: the synchronous form that tests and `--once` use.
 
 Resilience: a duty that raises (a bug, a lost race, a locked or unreachable database) is
 logged — its traceback once per streak — and backed off; the other duties go on. Redis being
-unreachable pauses the whole pass instead (every duty needs it); in demo mode the worker then
-restarts the embedded Redis. On SIGTERM / SIGINT it finishes the pass, releases every lease it
-holds, and exits, so another worker takes over at once. Each successful run of a duty is noted
-in `cc:heartbeat` (see pos.coordination).
+unreachable backs the duty off too, and in demo mode the worker restarts the embedded Redis.
+On SIGTERM / SIGINT each duty finishes its run, the worker releases every lease it holds and
+exits, so another worker takes over at once. Each successful run of a duty is noted in
+`cc:heartbeat` (see pos.coordination); /healthz reads it (settlement.duty_health).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 
 from pos import invoices
 from pos.db import utcnow
-from pos.errors import CoordinationUnavailableError, RateUnavailableError
+from pos.errors import CoordinationUnavailableError
 from pos.runtime import Runtime, open_runtime
 from pos.settings import Settings
 from pos.states import PaymentMethod
@@ -58,6 +63,9 @@ class Duty:
     # Called once at start with a function that makes this duty run at the next tick
     # (push signals such as bitcoind's ZMQ; the interval stays the floor).
     start: Callable[[Callable[[], None]], None] | None = None
+    # Its stale heartbeat fails /healthz. False for duties that wait on the outside world
+    # (nodes, receivers, rate sources): flagged when stale, never failing the web tier's check.
+    essential: bool = True
     woken: threading.Event = field(default_factory=threading.Event)
     next_due: float = 0.0
     failures: int = 0  # consecutive runs that raised; sets the back-off
@@ -101,16 +109,13 @@ def make_expire_duty(watched: frozenset[PaymentMethod] = frozenset()) -> Duty:
     return Duty("expire-invoices", 1.0, expire_invoices)
 
 
-def refresh_rates(rt: Runtime) -> int:
-    if not rt.settings.btc_rate_sources:
-        return 0
-    try:
-        quote = rt.rates.refresh(utcnow())
-    except RateUnavailableError as exc:
-        log.warning("%s", exc)
-        return 0
-    rt.coordinator.cache_rate(quote, rt.settings.rate_max_age_seconds)
-    return 1
+def refresh_rates_duty() -> Duty:
+    """Rate feeds, each with its own interval and backoff, and the rate alarms (issue #21)."""
+    from settlement.rates.refresh import duty  # imported here: that module imports Duty
+
+    made = duty()
+    made.essential = False  # rate sources are the outside world: reported, never failing /healthz
+    return made
 
 
 def core_duties(watched: frozenset[PaymentMethod] = frozenset()) -> list[Duty]:
@@ -118,7 +123,7 @@ def core_duties(watched: frozenset[PaymentMethod] = frozenset()) -> list[Duty]:
         Duty("rebuild-if-flushed", 1.0, rebuild_if_flushed),
         Duty("relay-events", 1.0, relay_events),
         make_expire_duty(watched),
-        Duty("refresh-rates", 30.0, refresh_rates),
+        refresh_rates_duty(),
     ]
 
 
@@ -131,10 +136,12 @@ def all_duties(settings: Settings) -> list[Duty]:
     from settlement import btc_watcher, kzte_watcher, webhooks
     from settlement.ledger import consumer as ledger_consumer
 
+    watchers = [btc_watcher.duty(settings.bitcoin_zmq_url), kzte_watcher.duty()]
+    for watcher in watchers:
+        watcher.essential = False  # a hung node is reported, it never fails the web's health
     return [
         *core_duties(watched=frozenset({PaymentMethod.BTC, PaymentMethod.KZTE})),
-        btc_watcher.duty(settings.bitcoin_zmq_url),
-        kzte_watcher.duty(),
+        *watchers,
         *webhooks.duty(),
         *ledger_consumer.duty(),
     ]
@@ -151,10 +158,36 @@ def recorded_fence(rt: Runtime, chain: str) -> int:
     return fence or 0
 
 
+def run_duty(rt: Runtime, duty: Duty, state: WorkerState, now: float) -> int | None:
+    """Run one duty now (after taking or renewing its lease when leader-only).
+
+    Returns its work count, or None when another worker leads it or it failed (then it is
+    logged and backed off). Redis being unreachable raises CoordinationUnavailableError.
+    """
+    duty.woken.clear()
+    duty.next_due = now + duty.interval_seconds
+    if duty.leader_only and rt.coordinator.acquire_lease(duty.name, state.holder, LEASE_MS) is None:
+        return None  # another worker leads this duty
+    try:
+        count = duty.run(rt)
+    except CoordinationUnavailableError:
+        raise  # every duty needs Redis: the caller backs off (and revives it)
+    except (RedisConnectionError, RedisTimeoutError) as exc:  # a duty's own Redis call
+        raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
+    except Exception as exc:  # one duty's bug (or a locked database) must not stop the others
+        _duty_failed(duty, exc, now)
+        return None
+    if duty.failures:
+        log.info("duty %s works again after %d failed runs", duty.name, duty.failures)
+        duty.failures, duty.failure = 0, None
+    return count
+
+
 def run_pass(
     rt: Runtime, duties: list[Duty], state: WorkerState, force: bool = False
 ) -> dict[str, int]:
-    """Run every duty that is due (or all of them with `force`); returns work counts.
+    """Run every duty that is due (or all of them with `force`), one after another in this
+    thread; returns work counts. The synchronous form: tests and `cryptocity worker --once`.
 
     A duty that raises is logged and backed off; the others still run. Redis being
     unreachable ends the pass (CoordinationUnavailableError): every duty needs it.
@@ -164,25 +197,9 @@ def run_pass(
     for duty in duties:
         if not force and now < duty.next_due and not duty.woken.is_set():
             continue
-        duty.woken.clear()
-        duty.next_due = now + duty.interval_seconds
-        if (
-            duty.leader_only
-            and rt.coordinator.acquire_lease(duty.name, state.holder, LEASE_MS) is None
-        ):
-            continue  # another worker leads this duty
-        try:
-            counts[duty.name] = duty.run(rt)
-        except CoordinationUnavailableError:
-            raise  # every duty needs Redis: the worker backs off (and revives it) as a whole
-        except (RedisConnectionError, RedisTimeoutError) as exc:  # a duty's own Redis call
-            raise CoordinationUnavailableError(f"Redis is unavailable: {exc}") from exc
-        except Exception as exc:  # one duty's bug (or a locked database) must not stop the others
-            _duty_failed(duty, exc, now)
-            continue
-        if duty.failures:
-            log.info("duty %s works again after %d failed runs", duty.name, duty.failures)
-            duty.failures, duty.failure = 0, None
+        count = run_duty(rt, duty, state, now)
+        if count is not None:
+            counts[duty.name] = count
     rt.coordinator.record_heartbeats(utcnow(), counts)
     return counts
 
@@ -206,58 +223,44 @@ def _duty_failed(duty: Duty, exc: Exception, now: float) -> None:
     duty.next_due = now + delay
 
 
-def _waker(duty: Duty, state: WorkerState) -> Callable[[], None]:
-    def wake() -> None:
-        duty.woken.set()
-        state.tick.set()
-
-    return wake
-
-
 def run_worker(settings: Settings, once: bool = False) -> int:
+    """`cryptocity worker`: every duty in its own thread until SIGTERM / SIGINT (`once`: one
+    forced pass of every duty, in this thread)."""
+    from settlement.duty_runner import DutyRunner  # it imports this module
+
     duties = all_duties(settings)
     rt = open_runtime(settings)
     state = WorkerState()
+    runner = DutyRunner(rt, duties, state)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current pass", signum)
-        state.stop.set()
-        state.tick.set()
+        log.info("signal %d: finishing the duties' current runs", signum)
+        runner.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    for duty in duties:
-        if duty.start is not None:
-            duty.start(_waker(duty, state))
-    log.info("worker %s started: %s", state.holder, ", ".join(d.name for d in duties))
-    backoff = TICK_SECONDS
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not state.stop.is_set():
-            try:
-                counts = run_pass(rt, duties, state, force=once)
-                if any(counts.values()):
-                    log.info("pass: %s", {k: v for k, v in counts.items() if v})
-                backoff = TICK_SECONDS
-            except CoordinationUnavailableError as exc:
-                # The database keeps everything; Redis is rebuilt when it is back. In demo
-                # mode the embedded Redis is ours to bring back.
-                log.warning("Redis unavailable, retrying: %s", exc)
-                backoff = TICK_SECONDS if rt.revive_redis() else min(backoff * 2, 30.0)
-            except OperationalError as exc:
-                log.warning("database unavailable, retrying: %s", exc.orig)
-                backoff = min(backoff * 2, 30.0)
-            if once:
-                break
-            state.tick.wait(backoff)
-            state.tick.clear()
+        if once:
+            _run_once(rt, duties, state)
+        else:
+            runner.run()  # returns once stopped, every duty finished (or left hung)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _release_leases(rt)
-        for duty in duties:
-            if duty.close is not None:
-                duty.close()
+        runner.close_duties()
         rt.close()
         log.info("worker stopped")
     return 0
+
+
+def _run_once(rt: Runtime, duties: list[Duty], state: WorkerState) -> None:
+    try:
+        counts = run_pass(rt, duties, state, force=True)
+        log.info("pass: %s", {k: v for k, v in counts.items() if v})
+    except CoordinationUnavailableError as exc:
+        log.warning("Redis unavailable: %s", exc)
+    except OperationalError as exc:
+        log.warning("database unavailable: %s", exc.orig)
 
 
 def _release_leases(rt: Runtime) -> None:
