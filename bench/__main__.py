@@ -148,8 +148,59 @@ def _flat_rows(r: dict[str, Any], prefix: str = "") -> list[Row]:
     return rows
 
 
+def _mempool_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [("node", f"{r['node']}", "", "")]
+    for key, label in (
+        ("today", "today: verbose getrawmempool + decode"),
+        ("zmq", "MempoolView on ZMQ events"),
+        ("no_zmq", "MempoolView, getrawmempool false true diff"),
+    ):
+        p = r[key]
+        speedup = "" if key == "today" else f" (x{r[key + '_faster_x']:,} faster)"
+        rows.append(
+            (
+                f"{label}, {r['new_per_poll']} new of {r['mempool_txs']:,}",
+                f"{p['ms']:,.1f} ms, {p['bytes'] / 1e6:,.2f} MB read{speedup}",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def _kzte_rpc_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [("counted at", r["counted_at"], "", "")]
+    for row in r["rows"]:
+        label = f"{row['open_invoices']:,} open, {row['strategy']}"
+        if row["destinations"] > 1:
+            label += f", {row['destinations']} merchants"
+        methods = ", ".join(f"{m} {n:,}" for m, n in row["by_method_per_minute"].items())
+        every = row["seconds_between_reads_of_an_invoice"]
+        value = (
+            f"{row['calls_per_minute']:,} calls/min ({methods}); each invoice read every {every} s"
+        )
+        rows.append((label, value, "", ""))
+    return rows
+
+
 def _derive_rows(r: dict[str, Any]) -> list[Row]:
     return [("BIP84 addresses derived", f"{r['per_second']:,.0f}/s", "", "")]
+
+
+def _webhook_rows(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for key, label in (
+        ("concurrent", f"fast receiver, {r['per_receiver_limit']} in flight"),
+        ("with_trickler", "fast receiver, a trickling one alongside"),
+        ("one_at_a_time", "fast receiver, one in flight (comparison)"),
+    ):
+        run = r[key]
+        value = f"{run['per_s']:,.0f} deliveries/s ({run['deliveries']:,} in {run['seconds']} s)"
+        if key == "one_at_a_time":
+            rows.append((label, value, "", ""))
+        else:
+            rows.append((label, value, ">= 200/s", _verdict(run["per_s"] >= 200)))
+    return rows
 
 
 BENCHES = [
@@ -196,6 +247,16 @@ BENCHES = [
         _derive_rows,
     ),
     Bench(
+        "mempool",
+        "bench.mempool_poll",
+        lambda q: (
+            f"one mempool poll, {15_000 if q else 150_000:,} txs of which 10 new: today's "
+            "verbose poll vs MempoolView with and without ZMQ (loopback Core-shaped stub)"
+        ),
+        lambda m, q: m.run(15_000 if q else 150_000, 10, 3 if q else 5),
+        _mempool_rows,
+    ),
+    Bench(
         "redis",
         "bench.redis_memory",
         lambda q: f"{5_000 if q else 100_000:,} open invoices mirrored into an empty Redis",
@@ -217,6 +278,22 @@ BENCHES = [
         _flat_rows,
     ),
     Bench(
+        "kzte-rpc",
+        "bench.kzte_polling",
+        lambda q: (
+            "Solana RPC calls/min watching "
+            + ("10 and 100" if q else "10, 1,000 and 10,000")
+            + " open KZTE invoices, per reference vs per destination, "
+            + ("6 passes each (shorter than a sweep cycle)" if q else "30 passes each")
+        ),
+        lambda m, q: (
+            m.run((10, 100), passes=6, direct_merchants=5)
+            if q
+            else m.run((10, 1_000, 10_000), passes=30, direct_merchants=100)
+        ),
+        _kzte_rpc_rows,
+    ),
+    Bench(
         "ledger",
         "bench.ledger_bench",
         lambda q: (
@@ -225,6 +302,13 @@ BENCHES = [
         ),
         lambda m, q: m.run(1_000, 10_000) if q else m.run(100_000, 1_000_000),
         _flat_rows,
+    ),
+    Bench(
+        "webhooks",
+        "bench.webhook_delivery",
+        lambda q: f"{500 if q else 5_000:,} webhook deliveries to a fast loopback receiver",
+        lambda m, q: m.run(500 if q else 5_000, 8 if q else 20),
+        _webhook_rows,
     ),
 ]
 

@@ -31,11 +31,11 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,10 +46,11 @@ from pos.methods.bitcoin import DUST_LIMIT_SAT
 from pos.models import Invoice, Payment, PaymentStatus
 from pos.runtime import Runtime
 from pos.settings import BitcoinNetwork
-from pos.states import InvoiceStatus
+from pos.states import WATCHED_STATUSES, InvoiceStatus, PaymentMethod
+from settlement.btc_mempool import MempoolView
 from settlement.chain_state import ChainCursor, ScannedBlock
 from settlement.chains.bitcoin_core import BitcoinCoreClient, BlockView, TxView
-from settlement.chains.bitcoin_zmq import ZmqWakeup
+from settlement.chains.bitcoin_zmq import ZmqSequenceFeed
 from settlement.errors import (
     BlocksPrunedError,
     LostLeadershipError,
@@ -86,6 +87,9 @@ FINAL_REFRESH_DEPTH = 6  # keep counting confirmations of final payments up to t
 # Unknown payments are looked for this long (Core's own mempool expiry is two weeks).
 UNKNOWN_TRACKING = timedelta(days=14)
 PAID_STATUSES = (InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED)
+# After a start, a mempool larger than this is filtered by entry time before it is examined.
+START_SCAN_FILTER_ABOVE = 1_000
+START_SCAN_SLACK = timedelta(minutes=10)  # node and server clocks differ a little
 PRUNED_LOG_EVERY_SECONDS = 600.0
 CORE_CHAIN_NAMES = {
     BitcoinNetwork.MAINNET: "main",
@@ -161,10 +165,17 @@ class BitcoinWatcher:
     rt: Runtime
     client: BitcoinCoreClient
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:btc")
-    examined_mempool: set[str] = field(default_factory=set)
+    mempool: MempoolView = field(init=False)
+    feed: ZmqSequenceFeed | None = None
     network_checked: bool = False
     last_error: str | None = None
     _last_error_logged: float = 0.0
+    # Mempool txids reported new but not yet examined in a committed poll, in arrival order.
+    _unexamined: dict[str, None] = field(default_factory=dict)
+    _first_examination: bool = True
+
+    def __post_init__(self) -> None:
+        self.mempool = MempoolView(self.client, self.feed)
 
     # --- the duty ---------------------------------------------------------------------------
     def run(self, rt: Runtime) -> int:
@@ -183,7 +194,6 @@ class BitcoinWatcher:
             return 0
         except LostLeadershipError:
             log.warning("lost the bitcoin watcher lease mid-poll; another worker leads now")
-            self.examined_mempool.clear()
             return 0
         self.last_error = None
         return result.blocks_scanned + result.payments_changed
@@ -216,7 +226,11 @@ class BitcoinWatcher:
         if epoch is None:
             return PollResult()  # Redis was flushed: wait for the rebuild of the watch index
         snapshot_at = utcnow()
-        mempool = self.client.mempool_times()
+        delta = self.mempool.sync()
+        if not delta.complete:
+            raise NodeUnavailableError("the mempool could not be read")
+        self._unexamined.update(dict.fromkeys(delta.added))
+        mempool = self.mempool
         tip = self.client.block_count()
         result = PollResult()
         touched: set[str] = set()
@@ -244,10 +258,14 @@ class BitcoinWatcher:
                     if not self._commit(session, touched, epoch, result):
                         return PollResult()
                     touched = set()
-            touched |= self._scan_mempool(session, mempool, conflicts)
+            examined = list(self._unexamined)
+            touched |= self._scan_mempool(session, examined, conflicts)
             touched |= self._refresh(session, tip, mempool)
             if not self._commit(session, touched, epoch, result):
                 return PollResult()
+        # Only now are they done: a poll that failed before the commit sees them again.
+        for txid in examined:
+            self._unexamined.pop(txid, None)
         self.rt.coordinator.set_watermark(METHOD, snapshot_at)
         return result
 
@@ -292,7 +310,7 @@ class BitcoinWatcher:
         # Deeper than everything we remember (or nothing stored): rescan from the oldest.
         return min(stored, default=height + 1) - 1
 
-    def _disconnect(self, session: Session, fork: int, mempool: Collection[str]) -> set[str]:
+    def _disconnect(self, session: Session, fork: int, mempool: Container[str]) -> set[str]:
         """Blocks above `fork` left the best chain: reset the payments they held."""
         gone = set(
             session.scalars(
@@ -426,10 +444,9 @@ class BitcoinWatcher:
                 touched.add(invoice_id)
         return touched
 
-    def _scan_mempool(
-        self, session: Session, mempool: dict[str, datetime], conflicts: Conflicts
-    ) -> set[str]:
-        new = [txid for txid in mempool if txid not in self.examined_mempool]
+    def _scan_mempool(self, session: Session, new: list[str], conflicts: Conflicts) -> set[str]:
+        """Examine transactions new to the mempool: payments, and conflicts with tracked ones."""
+        new = self._recent_only(session, new)
         touched: set[str] = set()
         for batch in chunked(new, 200):
             views = [v for v in self.client.transactions(batch).values() if v is not None]
@@ -437,7 +454,10 @@ class BitcoinWatcher:
                 victims = conflicts.victims(tx)
                 if victims:
                     touched |= self._replace(session, conflicts, victims, tx.txid)
-            for tx, vout, amount, invoice_id in self._match(views):
+            matches = self._match(views)
+            # When the chain first knew each payment: asked only for the few that pay us.
+            times = self.mempool.entry_times(tx.txid for tx, *_ in matches)
+            for tx, vout, amount, invoice_id in matches:
                 existing = session.scalar(
                     select(Payment).where(
                         Payment.chain == CHAIN,
@@ -454,16 +474,50 @@ class BitcoinWatcher:
                     vout,
                     amount,
                     PaymentStatus.SEEN,
-                    seen_at=mempool[tx.txid],
+                    seen_at=times.get(tx.txid),
                     spends=spends,
                 )
                 if self._observe(session, invoice_id, seen):
                     conflicts.add(tx.txid, spends)
                     touched.add(invoice_id)
-        self.examined_mempool = set(mempool)
         return touched
 
-    def _refresh(self, session: Session, tip: int, mempool: Collection[str]) -> set[str]:
+    def _recent_only(self, session: Session, txids: list[str]) -> list[str]:
+        """After a start the whole mempool is new to us: keep what may pay a watched invoice.
+
+        A payment cannot be older than its invoice, so one verbose listing (once per start,
+        not per poll) drops every transaction the node had before the oldest watched invoice.
+        """
+        if not self._first_examination or len(txids) <= START_SCAN_FILTER_ABOVE:
+            self._first_examination = False
+            return txids
+        horizon = session.scalar(
+            select(func.min(Invoice.created_at)).where(
+                Invoice.method == PaymentMethod.BTC,
+                Invoice.status.in_(WATCHED_STATUSES),
+                Invoice.created_at
+                >= utcnow()
+                - timedelta(hours=self.rt.settings.late_watch_hours)
+                - timedelta(days=1),
+            )
+        )
+        times = self.client.mempool_times()
+        self._first_examination = False
+        if horizon is None:
+            return []  # nothing is watched: nothing in today's mempool can pay us
+        cutoff = horizon - START_SCAN_SLACK
+        kept = [txid for txid in txids if times.get(txid, cutoff) >= cutoff]
+        for txid in set(txids) - set(kept):
+            self._unexamined.pop(txid, None)  # so a failed first poll does not list them again
+        log.info(
+            "bitcoin mempool after start: %d of %d transactions are newer than the oldest "
+            "watched invoice",
+            len(kept),
+            len(txids),
+        )
+        return kept
+
+    def _refresh(self, session: Session, tip: int, mempool: Container[str]) -> set[str]:
         """Confirmations and finality of tracked payments; vanished ones become unknown."""
         touched: set[str] = set()
         now = utcnow()
@@ -596,26 +650,27 @@ def rewind(session: Session, height: int) -> int:
 def duty(zmq_url: str | None = None) -> Duty:
     """The worker duty; its watcher (and node connection) is created on first use.
 
-    With `zmq_url` (bitcoind's -zmqpubsequence endpoint) a notification runs it at once;
-    without, it polls every second.
+    With `zmq_url` (bitcoind's -zmqpubsequence endpoint) a notification runs it at once and
+    the mempool view follows the notifications; without, it polls every second and lists the
+    mempool's txids each time.
     """
     watchers: list[BitcoinWatcher] = []
+    feeds: list[ZmqSequenceFeed] = []
 
     def run(rt: Runtime) -> int:
         if not watchers or watchers[0].rt is not rt:
-            watchers[:] = [BitcoinWatcher(rt, BitcoinCoreClient(rt.settings.bitcoin_rpc_url))]
+            client = BitcoinCoreClient(rt.settings.bitcoin_rpc_url)
+            watchers[:] = [BitcoinWatcher(rt, client, feed=feeds[0] if feeds else None)]
         return watchers[0].run(rt)
-
-    listeners: list[ZmqWakeup] = []
 
     def start(wake: Callable[[], None]) -> None:
         if zmq_url:
-            listeners.append(ZmqWakeup(zmq_url, wake))
-            listeners[0].start()
+            feeds.append(ZmqSequenceFeed(zmq_url, wake))
+            feeds[0].start()
 
     def close() -> None:
-        for listener in listeners:
-            listener.stop()
+        for feed in feeds:
+            feed.stop()
         for watcher in watchers:
             watcher.client.close()
 
