@@ -32,7 +32,7 @@ from pos.coordination import watch_key
 from pos.demo import demo_account_xpub
 from pos.methods.bitcoin import derive_address
 from pos.settings import BitcoinNetwork
-from settlement.btc_watcher import BitcoinWatcher
+from settlement.btc_watcher import BitcoinWatcher, Conflicts
 from settlement.chains.bitcoin_core import BitcoinCoreClient, BlockView
 
 TAG = "scan"
@@ -146,7 +146,7 @@ def run(
 
                     def scan() -> None:
                         with env.rt.session_factory() as session:
-                            watcher._scan_block(session, block)
+                            watcher._scan_block(session, block, Conflicts())
                             session.rollback()
 
                     lookup_s = _median_s(lambda: watcher._match(block.txs))
@@ -201,7 +201,7 @@ def run(
                     def one_block() -> None:
                         fetched = client.block(block_hash)
                         with env.rt.session_factory() as session:
-                            watcher._scan_block(session, fetched)
+                            watcher._scan_block(session, fetched, Conflicts())
                             session.rollback()
 
                     result["profile"] = profile_top(one_block, 20)
