@@ -234,10 +234,10 @@ class MempoolView:
         before = self.feed.drain() if self.feed is not None else None
         if before is not None:
             self._connections = before.connections
-            if any(event.is_tx for event in before.events):
+            self._pending += before.events
+            if any(event.is_tx for event in self._pending):
                 self._live = True  # in the listing already, but the feed delivers
             if verify:  # bring the events up to the listing, to compare like with like
-                self._pending += before.events
                 applied = not before.lost and self._apply_pending()
                 verify = applied and self._unsettled_at is None
         self._pending = []  # anything received so far is in the listing
