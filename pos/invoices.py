@@ -330,24 +330,28 @@ def expire_due(
         .order_by(Invoice.expires_at)
         .limit(limit)
     ).all()
-    expired: list[str] = []
-    for invoice in due:
-        try:
-            with session.begin_nested():
-                change_status(
-                    session,
-                    invoice,
-                    InvoiceStatus.EXPIRED,
-                    {"paid_atomic": invoice.amount_paid_atomic},
-                    now,
-                )
-        except ConcurrentUpdateError:
-            # A person or a watcher changed it meanwhile: leave it; if it is still new and due,
-            # the next sweep expires it.
-            session.expire(invoice)
-            continue
-        expired.append(invoice.id)
-    return expired
+    return [invoice.id for invoice in due if expire_one(session, invoice, now)]
+
+
+def expire_one(session: Session, invoice: Invoice, now: datetime) -> bool:
+    """Expire one invoice in its own savepoint; False if someone changed it meanwhile.
+
+    A person or a watcher who moved it first wins; if it is still new and due, the next sweep
+    expires it.
+    """
+    try:
+        with session.begin_nested():
+            change_status(
+                session,
+                invoice,
+                InvoiceStatus.EXPIRED,
+                {"paid_atomic": invoice.amount_paid_atomic},
+                now,
+            )
+    except ConcurrentUpdateError:
+        session.expire(invoice)
+        return False
+    return True
 
 
 def unpaid_address_run(session: Session, merchant_id: int, limit: int = 100) -> int:
