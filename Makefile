@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test soak lint format bench clean
+.PHONY: help install demo test soak drills lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install ## run the tests (SQLite, then PostgreSQL when its server is insta
 
 soak: install ## ten minutes of payments through a real worker while the node is killed and Redis flushed
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PY) -m pytest tests/btc/test_btc_soak.py -q -s
+
+drills: install ## fault drills on SQLite and PostgreSQL, audited (~50 min; DRILLS_ARGS=--quick: ~4 min)
+	$(PY) -m drills $(DRILLS_ARGS)
 
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -4,12 +4,20 @@ Cursors are only a shortcut: a flushed Redis (or an expired key) makes the next 
 feed's history again from the oldest watched invoice on (the feed's floor), which costs calls
 but never skips a payment, since a cursor moves only past signatures already decided and
 recorded.
+
+Finality timeout: a payment `confirmed` (SEEN) for longer than `FINALITY_TIMEOUT` without
+becoming `finalized` (its fork was abandoned, or the node lost it) becomes MISSING — unknown,
+not failed: it keeps counting for `payments.UNKNOWN_GRACE`, after which its invoice turns
+invalid; its status is still asked for two weeks, and a late `finalized` revives it. Each
+timeout is logged at ERROR and leaves an audit row (`kzte.finality_timeout`) for the operator;
+it never settles anything.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
@@ -17,13 +25,20 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from pos import invoices
+from pos.accounts import audit
 from pos.errors import ConcurrentUpdateError
 from pos.models import Invoice, Payment, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement.chains.solana_rpc import SignatureInfo, SigStatus
 from settlement.kzte_feeds import Feed, FeedKind, Watched
-from settlement.payments import Observation, observe_payment, reevaluate
+from settlement.payments import (
+    UNKNOWN_GRACE,
+    Observation,
+    observe_payment,
+    reevaluate,
+    reevaluate_safely,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +49,43 @@ DESTINATION_CURSOR_PREFIX = "cc:kzte:dest-until:"  # + destination token account
 OPEN = (InvoiceStatus.NEW, InvoiceStatus.PROCESSING)
 LATE = (InvoiceStatus.EXPIRED, InvoiceStatus.SETTLED)
 _IN_CHUNK = 500  # bound parameters per IN (…) query
+# Solana finalizes ~32 slots (~13 s) after `confirmed`; ten minutes covers a slow node many
+# times over, so past it the confirmed block is taken as abandoned (or forgotten by the node).
+FINALITY_TIMEOUT = timedelta(minutes=10)
+# A missing payment's status is asked this long (like the Bitcoin watcher's unknown payments).
+UNKNOWN_TRACKING = timedelta(days=14)
+PAID = (InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED)
+FINALITY_ALERT = "kzte.finality_timeout"
+
+
+@dataclass(frozen=True)
+class Unfinal:
+    """A recorded KZTE payment that is not final yet: SEEN (confirmed) or MISSING."""
+
+    invoice_id: str
+    merchant_id: int
+    invoice_status: InvoiceStatus
+    signature: str
+    status: PaymentStatus
+    amount_atomic: int
+    confirmations: int
+    slot: int | None
+    first_seen_at: datetime
+    missing_since: datetime | None
+
+    def timed_out(self, now: datetime, timeout: timedelta) -> bool:
+        """Confirmed for longer than `timeout` and still not finalized."""
+        return self.status is PaymentStatus.SEEN and now - self.first_seen_at >= timeout
+
+    def lapsed(self, now: datetime) -> bool:
+        """Missing past the grace window while its invoice is still paid or settled."""
+        since = self.missing_since
+        return (
+            self.status is PaymentStatus.MISSING
+            and since is not None
+            and now - since >= UNKNOWN_GRACE
+            and self.invoice_status in PAID
+        )
 
 
 def cursor_key(feed: Feed) -> str:
@@ -115,6 +167,88 @@ def references_in_scope(rt: Runtime, keys: Collection[str], now: datetime) -> se
     return found
 
 
+def load_unfinal(rt: Runtime, now: datetime) -> list[Unfinal]:
+    """Every KZTE payment whose commitment is still asked for: SEEN ones, and MISSING ones
+    for `UNKNOWN_TRACKING` (whatever their invoice's status, so a late finalization revives
+    an invoice that turned invalid meanwhile)."""
+    with rt.session_factory() as session:
+        rows = session.execute(
+            select(
+                Payment.invoice_id,
+                Invoice.merchant_id,
+                Invoice.status.label("invoice_status"),
+                Payment.txid,
+                Payment.status,
+                Payment.amount_atomic,
+                Payment.confirmations,
+                Payment.block_height,
+                Payment.first_seen_at,
+                Payment.missing_since,
+            )
+            .join(Invoice, Payment.invoice_id == Invoice.id)
+            .where(
+                Payment.chain == CHAIN,
+                (Payment.status == PaymentStatus.SEEN)
+                | (
+                    (Payment.status == PaymentStatus.MISSING)
+                    & (Payment.missing_since > now - UNKNOWN_TRACKING)
+                ),
+            )
+        ).all()
+    return [
+        Unfinal(
+            r.invoice_id,
+            r.merchant_id,
+            r.invoice_status,
+            r.txid,
+            r.status,
+            r.amount_atomic,
+            r.confirmations,
+            r.block_height,
+            r.first_seen_at,
+            r.missing_since,
+        )
+        for r in rows
+    ]
+
+
+def missing_observation(payment: Unfinal) -> Observation:
+    """The same payment, now unknown (its slot and confirmations kept for the record)."""
+    return Observation(
+        chain=CHAIN,
+        txid=payment.signature,
+        output_index=0,
+        amount_atomic=payment.amount_atomic,
+        status=PaymentStatus.MISSING,
+        confirmations=payment.confirmations,
+        block_height=payment.slot,
+    )
+
+
+def reevaluate_lapsed(rt: Runtime, invoice_ids: Iterable[str]) -> int:
+    """Re-decide invoices whose missing payments outlived the grace window; the events made."""
+    made = 0
+    late_window = timedelta(hours=rt.settings.late_watch_hours)
+    for invoice_id in sorted(set(invoice_ids)):
+        with rt.session_factory() as session:
+            try:
+                events = reevaluate_safely(session, invoice_id, late_window=late_window)
+                session.commit()
+            except ConcurrentUpdateError as exc:
+                session.rollback()
+                log.info("invoice %s kept changing; next pass retries: %s", invoice_id, exc)
+                continue
+            if events:
+                log.warning(
+                    "invoice %s: its missing KZTE payment outlived the grace window: %s",
+                    invoice_id,
+                    ", ".join(events),
+                )
+            made += len(events)
+            invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
+    return made
+
+
 def payment_status(status: SigStatus | None) -> PaymentStatus | None:
     """Our payment status for a node's signature status (None: not decided yet)."""
     if status is None or status.failed:
@@ -141,14 +275,27 @@ def observation(
     )
 
 
-def record(rt: Runtime, observations: Mapping[str, list[Observation]]) -> tuple[int, int, set[str]]:
-    """Write observations invoice by invoice: (payments changed, events, ids to retry)."""
+def record(
+    rt: Runtime,
+    observations: Mapping[str, list[Observation]],
+    timeouts: Mapping[str, Sequence[Unfinal]] | None = None,
+    now: datetime | None = None,
+) -> tuple[int, int, set[str]]:
+    """Write observations invoice by invoice: (payments changed, events, ids to retry).
+
+    `timeouts`: payments of these invoices that passed the finality timeout (their MISSING
+    observations are in `observations`); each gets its audit row in the same transaction,
+    and an ERROR log once committed.
+    """
     changed = events = 0
     failed: set[str] = set()
     for invoice_id, seen in observations.items():
+        lapsed = (timeouts or {}).get(invoice_id, ())
         with rt.session_factory() as session:
             try:
                 did = _apply(session, invoice_id, seen)
+                for payment in lapsed:
+                    _audit_timeout(session, payment, now)
                 made = reevaluate(
                     session,
                     session.get_one(Invoice, invoice_id),
@@ -163,7 +310,37 @@ def record(rt: Runtime, observations: Mapping[str, list[Observation]]) -> tuple[
             changed += did
             events += len(made)
             invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
+        for payment in lapsed:
+            log.error(
+                "KZTE payment %s of invoice %s (merchant %d, %d base units) confirmed at slot "
+                "%s is not finalized after %d s: it is unknown now (it counts for %d s more, "
+                "then the invoice turns invalid; a late finalization still settles it). Check "
+                "the Solana node.",
+                payment.signature,
+                invoice_id,
+                payment.merchant_id,
+                payment.amount_atomic,
+                payment.slot,
+                (FINALITY_TIMEOUT if now is None else now - payment.first_seen_at).total_seconds(),
+                UNKNOWN_GRACE.total_seconds(),
+            )
     return changed, events, failed
+
+
+def _audit_timeout(session: Session, payment: Unfinal, now: datetime | None) -> None:
+    age = None if now is None else int((now - payment.first_seen_at).total_seconds())
+    audit(
+        session,
+        FINALITY_ALERT,
+        merchant_id=payment.merchant_id,
+        detail={
+            "invoice_id": payment.invoice_id,
+            "signature": payment.signature,
+            "slot": payment.slot,
+            "amount_base_units": payment.amount_atomic,
+            "confirmed_for_seconds": age,
+        },
+    )
 
 
 def _apply(session: Session, invoice_id: str, seen: list[Observation]) -> int:
@@ -213,19 +390,8 @@ def expire_proven(rt: Runtime, marks: Mapping[str, datetime], now: datetime) -> 
                 continue
             if invoice.expires_at > mark:
                 continue  # its window was extended since this pass loaded it
-            try:
-                with session.begin_nested():
-                    invoices.change_status(
-                        session,
-                        invoice,
-                        InvoiceStatus.EXPIRED,
-                        {"paid_atomic": invoice.amount_paid_atomic},
-                        now,
-                    )
-            except ConcurrentUpdateError:
-                session.expire(invoice)  # someone else moved it; the next pass looks again
-                continue
-            expired.append(invoice_id)
+            if invoices.expire_one(session, invoice, now):
+                expired.append(invoice_id)
         session.commit()
         invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
     return expired

@@ -20,7 +20,8 @@ One pass (`KzteWatcher.poll`), run by the leader worker about every second:
      match its account keys against the references, validate (settlement.kzte_validation);
   4. read the commitment of new payments and of every not-yet-final one with
      getSignatureStatuses: `confirmed` -> PaymentStatus.SEEN (processing), `finalized` ->
-     FINAL (settled);
+     FINAL (settled); one still not finalized `FINALITY_TIMEOUT` after it was confirmed ->
+     MISSING, with an ERROR log and an audit row (kzte_store explains the rest);
   5. record, commit, publish; move each feed's cursor past what was decided; note which
      invoices were seen completely, then the expiry watermark (per invoice, see
      `kzte_feeds.expiry_marks`).
@@ -28,10 +29,12 @@ One pass (`KzteWatcher.poll`), run by the leader worker about every second:
 Unknown is not "not paid": a timeout, an RPC error or a partial list leaves a feed's cursor
 where it was and proves nothing, so the same signatures are looked at again next pass. A
 signature the node does not have (yet — or any more, after a local validator restart) is
-unknown too. A recorded payment is never taken back on a missing status: Solana has no reorg
-of `confirmed` in practice, and a local validator that lost its history must not unpay an
-invoice. WebSocket subscriptions are not used yet: polling is the floor the design asks for,
-and the hot tier keeps detection around one second.
+unknown too. A recorded payment is never taken back on a missing status before the finality
+timeout: Solana has no reorg of `confirmed` in practice, and a local validator that lost its
+history must not unpay an invoice at once; past the timeout it is unknown like a Bitcoin
+payment that left the mempool (it counts for a grace window, then no more). WebSocket
+subscriptions are not used yet: polling is the floor the design asks for, and the hot tier
+keeps detection around one second.
 
 A Payment row's output_index is 0: only a transaction's last instruction can pay an invoice.
 """
@@ -69,7 +72,13 @@ from settlement.kzte_feeds import (
     expiry_marks,
 )
 from settlement.kzte_schedule import FeedPlanner, Schedule
-from settlement.kzte_store import observation, payment_status
+from settlement.kzte_store import (
+    FINALITY_TIMEOUT,
+    Unfinal,
+    missing_observation,
+    observation,
+    payment_status,
+)
 from settlement.kzte_validation import validate_transfer
 from settlement.payments import Observation
 from settlement.worker import Duty
@@ -86,6 +95,7 @@ __all__ = [
     "CHAIN",
     "CURSOR_PREFIX",
     "DESTINATION_CURSOR_PREFIX",
+    "FINALITY_TIMEOUT",
     "METHOD",
     "KzteWatcher",
     "Schedule",
@@ -108,6 +118,7 @@ class PassReport:
     changed: int = 0
     events: int = 0
     expired: int = 0
+    timed_out: int = 0  # confirmed payments that passed the finality timeout this pass
 
 
 @dataclass
@@ -141,6 +152,7 @@ class KzteWatcher:
         sweep_per_pass: int = 5,
         timeout_seconds: float = 5.0,
         attempts: int = 3,
+        finality_timeout: timedelta = FINALITY_TIMEOUT,
     ) -> None:
         self.schedule = schedule or Schedule()
         self.strategy = strategy
@@ -149,6 +161,7 @@ class KzteWatcher:
         self.concurrency = concurrency
         self.timeout_seconds = timeout_seconds
         self.attempts = attempts
+        self.finality_timeout = finality_timeout
         self.stats = CallStats()
         self.programs: dict[str, str] = {}  # mint -> its token program (never changes)
         # When each invoice was last seen completely (a feed covering it read, all decided).
@@ -169,9 +182,8 @@ class KzteWatcher:
         clock = time.monotonic()
         watched = store.load_watched(rt, now)
         self._forget(watched)
-        pending = [
-            sig for w in watched for sig, (st, _) in w.payments.items() if st is PaymentStatus.SEEN
-        ]
+        unfinal = store.load_unfinal(rt, now)
+        pending = [u.signature for u in unfinal]
         rpc = SolanaRpc(
             rt.settings.solana_rpc_url,
             timeout_seconds=self.timeout_seconds,
@@ -182,7 +194,10 @@ class KzteWatcher:
             feeds = await self._due_feeds(rpc, watched, clock, now, report)
             reads = await self._read(rt, rpc, feeds, watched, pending, now, report)
         if reads is not None:
-            self._conclude(rt, reads, watched, now, report)
+            self._conclude(rt, reads, unfinal, now, report)
+        lapsed = [u.invoice_id for u in unfinal if u.lapsed(now)]
+        if lapsed:
+            report.events += store.reevaluate_lapsed(rt, lapsed)
         self._expire(rt, watched, now, report)
         return report
 
@@ -331,7 +346,12 @@ class KzteWatcher:
 
     # --- writing what was learned -------------------------------------------------------------
     def _conclude(
-        self, rt: Runtime, reads: _Reads, watched: list[Watched], now: datetime, report: PassReport
+        self,
+        rt: Runtime,
+        reads: _Reads,
+        unfinal: list[Unfinal],
+        now: datetime,
+        report: PassReport,
     ) -> None:
         observations: dict[str, list[Observation]] = defaultdict(list)
         for w, sig, amount in reads.valid:
@@ -341,18 +361,9 @@ class KzteWatcher:
                 continue
             seen = reads.statuses[sig]
             observations[w.id].append(observation(sig, amount, status, seen, reads.infos[sig]))
-        for w in watched:
-            for sig, (current, amount) in w.payments.items():
-                if reads.statuses is None or current is not PaymentStatus.SEEN:
-                    continue
-                if sig not in reads.statuses:
-                    continue  # a missing status is unknown: the payment stays as recorded
-                if payment_status(reads.statuses[sig]) is PaymentStatus.FINAL:
-                    seen = reads.statuses[sig]
-                    observations[w.id].append(
-                        observation(sig, amount, PaymentStatus.FINAL, seen, None)
-                    )
-        report.changed, report.events, failed = store.record(rt, observations)
+        timeouts = self._track_unfinal(reads, unfinal, now, observations)
+        report.timed_out = sum(len(t) for t in timeouts.values())
+        report.changed, report.events, failed = store.record(rt, observations, timeouts, now)
         for w, sig, _amount in reads.valid:
             if w.id in failed:
                 reads.held[sig].add(w.id)
@@ -371,6 +382,37 @@ class KzteWatcher:
             for invoice_id in covered_complete(feed, listing, reads.unreadable, held_invoices):
                 self.complete_at[invoice_id] = now
         store.write_cursors(rt, moves, timedelta(hours=rt.settings.late_watch_hours + 1))
+
+    def _track_unfinal(
+        self,
+        reads: _Reads,
+        unfinal: list[Unfinal],
+        now: datetime,
+        observations: dict[str, list[Observation]],
+    ) -> dict[str, list[Unfinal]]:
+        """Finality of the recorded payments not final yet; the ones past the timeout.
+
+        Only an answer counts: with the statuses unknown (the node did not answer) nothing
+        changes and no timeout is declared. A MISSING payment stays MISSING until it is
+        finalized (seen `confirmed` again it would restart its grace window forever).
+        """
+        timeouts: dict[str, list[Unfinal]] = defaultdict(list)
+        if reads.statuses is None:
+            return timeouts
+        for payment in unfinal:
+            seen = reads.statuses.get(payment.signature)
+            if payment_status(seen) is PaymentStatus.FINAL and seen is not None:
+                observations[payment.invoice_id].append(
+                    observation(
+                        payment.signature, payment.amount_atomic, PaymentStatus.FINAL, seen, None
+                    )
+                )
+            elif payment.timed_out(now, self.finality_timeout):
+                # Still `confirmed` (or no longer known to the node) long after it should
+                # have finalized: unknown, never settled on it.
+                observations[payment.invoice_id].append(missing_observation(payment))
+                timeouts[payment.invoice_id].append(payment)
+        return timeouts
 
     def _expire(
         self, rt: Runtime, watched: list[Watched], now: datetime, report: PassReport

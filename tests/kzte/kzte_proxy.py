@@ -1,6 +1,8 @@
 """A JSON-RPC proxy in front of the sandbox validator (127.0.0.1): records the requests,
 and answers HTTP 503 for requests about blocked addresses (or of blocked methods) — one
-reference or token account the node "cannot read" while every other answer stays real."""
+reference or token account the node "cannot read" while every other answer stays real.
+With `hold_finality` it reports every `finalized` signature status as `confirmed`: a node whose
+confirmed block never finalizes (an abandoned fork), while every other answer stays real."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class RpcProxy:
         self.upstream = upstream
         self.blocked: set[str] = set()  # addresses (a request's first parameter)
         self.blocked_methods: set[str] = set()
+        self.hold_finality = False
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -44,7 +47,10 @@ class RpcProxy:
                     proxy.upstream, body, {"Content-Type": "application/json"}
                 )
                 with urllib.request.urlopen(forward, timeout=UPSTREAM_TIMEOUT_SECONDS) as answer:
-                    self._send(answer.status, answer.read())
+                    status, data = answer.status, answer.read()
+                if proxy.hold_finality and request["method"] == "getSignatureStatuses":
+                    data = _unfinalized(data)
+                self._send(status, data)
 
             def _send(self, status: int, data: bytes) -> None:
                 self.send_response(status)
@@ -71,6 +77,16 @@ class RpcProxy:
         with self.lock:
             self.calls.clear()
             self.requests.clear()
+
+
+def _unfinalized(data: bytes) -> bytes:
+    """The statuses answer with every `finalized` turned back into `confirmed`."""
+    reply = json.loads(data)
+    for status in (reply.get("result") or {}).get("value") or []:
+        if status and status.get("confirmationStatus") == "finalized":
+            status["confirmationStatus"] = "confirmed"
+            status["confirmations"] = 31  # what a confirmed status carries (None once final)
+    return json.dumps(reply).encode()
 
 
 @contextmanager
