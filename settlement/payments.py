@@ -40,11 +40,9 @@ from pos.states import InvoiceStatus
 
 # Unknown payments (reorged out, vanished from the mempool) keep counting this long.
 UNKNOWN_GRACE = timedelta(hours=1)
-REORG_GRACE = UNKNOWN_GRACE  # the former name, kept for readers of older notes
 DEFAULT_LATE_WINDOW = timedelta(hours=24)  # settings.late_watch_hours by default
 DEFINITE = frozenset({PaymentStatus.SEEN, PaymentStatus.CONFIRMED, PaymentStatus.FINAL})
 UNKNOWN = frozenset({PaymentStatus.REORGED, PaymentStatus.MISSING})
-COUNTED = DEFINITE  # kept for callers that only ask about definite payments
 REEVALUATE_TRIES = 3
 
 
