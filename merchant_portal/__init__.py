@@ -44,6 +44,7 @@ def create_app(
         health,
         i18n,
         integrations,
+        local_time,
         merchant,
         merchant_invoices,
         merchant_staff,
@@ -61,6 +62,7 @@ def create_app(
     security.init_app(app)
     errors.init_app(app)
     i18n.init_app(app)
+    local_time.init_app(app)  # the `localtime` filter of every page
     blueprints = (
         health.bp,
         i18n.bp,

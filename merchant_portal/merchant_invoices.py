@@ -1,7 +1,8 @@
 """The owner's invoices: a filtered list, CSV export of the same filter, and one invoice's story.
 
-Filters: status, method, created from / to (dates, the zone's calendar) and a search on the
+Filters: status, method, created from / to (business days, pos.business_day) and a search on the
 invoice id or description. Another merchant's invoice answers 404, like one that does not exist.
+The CSV shows times on the zone's clock with their offset (2026-03-02T00:30:00+05:00).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, Response, render_template, request
 from flask_login import current_user
@@ -19,8 +20,8 @@ from sqlalchemy import Select, func, or_, select
 from merchant_portal.context import db, settings
 from merchant_portal.forms import requested_page
 from merchant_portal.security import require_role
-from merchant_portal.terminal import ZONE_TZ
-from pos import invoices, money
+from pos import business_day, invoices, money
+from pos.db import utcnow
 from pos.errors import ValidationError
 from pos.invoice_view import atomic_unit, crypto_decimals, crypto_symbol
 from pos.models import Invoice
@@ -102,10 +103,6 @@ def parse_filter(args: dict[str, str]) -> tuple[InvoiceFilter, dict[str, str]]:
     return InvoiceFilter(status, method, dates["from"], dates["to"], query), errors
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=ZONE_TZ).astimezone(UTC)
-
-
 def filtered(merchant_id: int, flt: InvoiceFilter) -> Select[Invoice]:
     """Invoices of one merchant matching the filter, newest first."""
     query = select(Invoice).where(Invoice.merchant_id == merchant_id)
@@ -114,9 +111,11 @@ def filtered(merchant_id: int, flt: InvoiceFilter) -> Select[Invoice]:
     if flt.method:
         query = query.where(Invoice.method == PaymentMethod(flt.method))
     if flt.date_from:
-        query = query.where(Invoice.created_at >= _day_start(flt.date_from))
+        query = query.where(Invoice.created_at >= business_day.day_start(flt.date_from))
     if flt.date_to:
-        query = query.where(Invoice.created_at < _day_start(flt.date_to + timedelta(days=1)))
+        query = query.where(
+            Invoice.created_at < business_day.day_start(flt.date_to + timedelta(days=1))
+        )
     if flt.q:
         pattern = "%" + flt.q.replace("\\", "").replace("%", "").replace("_", "") + "%"
         query = query.where(or_(Invoice.id.like(pattern), Invoice.description.like(pattern)))
@@ -150,6 +149,10 @@ def _safe_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def _local_iso(moment: datetime | None) -> str:
+    return business_day.local_time(moment).isoformat() if moment else ""
+
+
 def _csv_rows(merchant_id: int, flt: InvoiceFilter) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -166,7 +169,7 @@ def _csv_rows(merchant_id: int, flt: InvoiceFilter) -> Iterator[str]:
         writer.writerow(
             [
                 invoice.id,
-                invoice.created_at.isoformat(),
+                _local_iso(invoice.created_at),
                 invoice.status.value,
                 " ".join(invoice.flags),
                 invoice.method.value,
@@ -178,7 +181,7 @@ def _csv_rows(merchant_id: int, flt: InvoiceFilter) -> Iterator[str]:
                 str(invoice.rate),
                 _safe_cell(invoice.description),
                 _safe_cell(invoice.order_id or ""),
-                invoice.settled_at.isoformat() if invoice.settled_at else "",
+                _local_iso(invoice.settled_at),
                 invoice.created_by_user_id or "",
             ]
         )
@@ -193,7 +196,7 @@ def export() -> Response | tuple[str, int]:
         return index()
     # Build the whole file in the request: exports are bounded and the session stays simple.
     body = "".join(_csv_rows(current_user.merchant_id, flt))
-    stamp = datetime.now(ZONE_TZ).strftime("%Y%m%d-%H%M")
+    stamp = business_day.local_time(utcnow()).strftime("%Y%m%d-%H%M")
     return Response(
         body,
         mimetype="text/csv",

@@ -6,7 +6,7 @@ The keypad is JavaScript over a plain form, so the terminal still works with scr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -18,8 +18,7 @@ from merchant_portal.checkout import checkout_context
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.forms import field_error, form_values
 from merchant_portal.security import require_role
-from pos import catalog, invoices, money
-from pos.db import utcnow
+from pos import business_day, catalog, invoices, money
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.settings import Settings
@@ -29,8 +28,6 @@ bp = Blueprint("terminal", __name__, url_prefix="/terminal")
 
 TIP_PRESETS_PERCENT = (0, 5, 10, 15)
 CHOOSE = "choose"  # the shopper picks BTC or KZTE on their phone
-# The zone's civil time for "today" (Kazakhstan is UTC+5 all year since 2024).
-ZONE_TZ = timezone(timedelta(hours=5))
 FORM_FIELDS = ("amount", "description", "tip", "method", "mode")
 
 
@@ -68,9 +65,9 @@ def add_tip(price_tiyn: int, tip_text: str) -> tuple[int, int]:
 
 
 def today_totals(merchant_id: int, now: datetime | None = None) -> tuple[int, int, int]:
-    """(invoices created today, paid ones, paid KZT in tiyn) for the zone's calendar day."""
-    local_now = (now or utcnow()).astimezone(ZONE_TZ)
-    start = datetime.combine(local_now.date(), time.min, tzinfo=ZONE_TZ).astimezone(UTC)
+    """(invoices created today, paid ones, paid KZT in tiyn) for the zone's business day."""
+    day = business_day.today(now)
+    start, end = business_day.day_range(day, day)  # bounded: `now` may name a past day
     paid = Invoice.status.in_([InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED])
     # PostgreSQL's SUM(bigint) is NUMERIC; cast back so money stays an int.
     paid_sum = cast(func.coalesce(func.sum(Invoice.price_tiyn).filter(paid), 0), BigInteger)
@@ -78,7 +75,9 @@ def today_totals(merchant_id: int, now: datetime | None = None) -> tuple[int, in
         db()
         .execute(
             select(func.count(), func.count().filter(paid), paid_sum).where(
-                Invoice.merchant_id == merchant_id, Invoice.created_at >= start
+                Invoice.merchant_id == merchant_id,
+                Invoice.created_at >= start,
+                Invoice.created_at < end,
             )
         )
         .one()

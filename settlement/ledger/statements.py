@@ -1,4 +1,8 @@
-"""A merchant's statement (their payable account over a date range) and account balances."""
+"""A merchant's statement (their payable account over a date range) and account balances.
+
+The range is whole business days (Asia/Almaty, UTC+5; pos.business_day). The CSV shows times on
+the zone's clock with their offset (2026-03-02T00:00:00+05:00); `as_dict` (JSON) keeps UTC.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pos import business_day
 from pos.errors import NotFoundError
 from pos.models import Merchant
 from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
 from settlement.ledger.posting import payable_account
 from settlement.ledger.reports import DateRange, Table, signed_sum
+
+
+def _local_iso(moment: datetime) -> str:
+    return business_day.local_time(moment).isoformat()
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Statement:
         )
         rows: list[Sequence[Any]] = [
             (
-                self.range.start_at.isoformat(),
+                _local_iso(self.range.start_at),
                 "",
                 "opening",
                 "",
@@ -69,7 +78,7 @@ class Statement:
         ]
         rows += [
             (
-                ln.at.isoformat(),
+                _local_iso(ln.at),
                 ln.transaction_id,
                 ln.kind,
                 ln.invoice_id or "",
@@ -82,7 +91,7 @@ class Statement:
         ]
         rows.append(
             (
-                self.range.end_before.isoformat(),
+                _local_iso(self.range.end_before),
                 "",
                 "closing",
                 "",
