@@ -29,7 +29,7 @@ from typing import Any
 from bench.chain import Payer, random_address, start_bench_node
 from bench.common import profile_top, say, scratch
 from pos.coordination import watch_key
-from pos.demo import demo_account_xpub
+from pos.demo_wallets import demo_account_xpub
 from pos.methods.bitcoin import derive_address
 from pos.settings import BitcoinNetwork
 from settlement.btc_watcher import BitcoinWatcher, Conflicts

@@ -31,7 +31,7 @@ from solders.keypair import Keypair
 from sqlalchemy.engine import make_url
 
 from pos import accounts, invoices
-from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.migrate import upgrade
 from pos.models import Invoice
 from pos.redis_server import EmbeddedRedis
@@ -220,6 +220,8 @@ def scratch(
             kzte_mint=str(Keypair().pubkey()),
             bitcoin_zmq_url=bitcoin_zmq_url,
             btc_rate_sources=("sandbox",),
+            zone_btc_xpub=demo_account_xpub("bench zone", BitcoinNetwork.REGTEST),
+            zone_kzte_wallet=demo_solana_wallet("bench zone"),
         )
         rt = open_runtime(settings)
         env = Scratch(name, directory, database_url, redis, redis_url, settings, rt)

@@ -30,6 +30,7 @@ from solders.signature import Signature
 from solders.transaction_status import TransactionConfirmationStatus
 
 from pos import accounts, invoices
+from pos.demo_wallets import demo_solana_wallet
 from pos.invoice_view import payment_uri
 from pos.invoices import InvoiceRequest
 from pos.migrate import upgrade
@@ -200,6 +201,7 @@ def run(count: int = 200) -> dict[str, Any]:
                 kzte_mint=validator.kzte_mint,
                 kzte_decimals=validator.kzte_decimals,
                 btc_rate_sources=(),
+                zone_kzte_wallet=demo_solana_wallet("bench zone"),  # tenge: one destination
             )
             rt = open_runtime(settings)
             try:

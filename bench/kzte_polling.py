@@ -33,7 +33,7 @@ from bench.common import Scratch, say, scratch
 from pos import accounts, invoices
 from pos.db import utcnow
 from pos.invoices import InvoiceRequest
-from pos.models import Invoice
+from pos.models import Invoice, SettlementMode
 from pos.states import PaymentMethod
 from sandbox.solana.validator import start_validator
 from settlement.kzte_watcher import KzteWatcher, Schedule, Strategy
@@ -84,7 +84,13 @@ def _spread(env: Scratch, merchants: int) -> None:
         wallets = []
         for n in range(merchants):
             wallet = str(Keypair().pubkey())
-            accounts.create_merchant(session, rt.settings, f"Bench Shop {n}", solana_wallet=wallet)
+            accounts.create_merchant(
+                session,
+                rt.settings,
+                f"Bench Shop {n}",
+                solana_wallet=wallet,
+                settlement_mode=SettlementMode.DIRECT,
+            )
             wallets.append(wallet)
         ids = session.scalars(select(Invoice.id).order_by(Invoice.id)).all()
         for n, invoice_id in enumerate(ids):

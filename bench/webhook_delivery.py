@@ -34,7 +34,7 @@ from sqlalchemy import select as sql_select
 from bench.common import Scratch, free_port, say, scratch
 from pos import accounts, integrations, invoices
 from pos.db import utcnow
-from pos.demo import demo_solana_wallet
+from pos.demo_wallets import demo_solana_wallet
 from pos.integrations import DeliveryStatus, Webhook, WebhookDelivery
 from pos.runtime import Runtime
 from pos.states import PaymentMethod

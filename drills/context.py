@@ -118,7 +118,10 @@ class Ctx:
         with self.stack.runtime.session_factory() as session:
             rows = session.execute(
                 select(LedgerTransaction.kind, func.count())
-                .where(LedgerTransaction.invoice_id == invoice_id)
+                .where(
+                    LedgerTransaction.invoice_id == invoice_id,
+                    LedgerTransaction.fact == "allocation",  # the sale, not its receipts
+                )
                 .group_by(LedgerTransaction.kind)
             ).all()
         counts = {kind: n for kind, n in rows}

@@ -28,7 +28,7 @@ from pathlib import Path
 from drills.chains import Chain, make_chain
 from drills.core_node import REPO, free_port
 from pos import accounts
-from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.integrations import (
     MAX_RATE_LIMIT_PER_MINUTE,
     WEBHOOK_EVENT_TYPES,

@@ -131,7 +131,8 @@ def load_facts(rt: Runtime, invoice_ids: Collection[str]) -> dict[str, InvoiceFa
                 )
             for txn in session.execute(
                 select(LedgerTransaction.invoice_id, LedgerTransaction.kind).where(
-                    LedgerTransaction.invoice_id.in_(chunk)
+                    LedgerTransaction.invoice_id.in_(chunk),
+                    LedgerTransaction.fact == "allocation",  # the sale, not its receipts
                 )
             ):
                 if txn.kind is TransactionKind.SETTLEMENT:

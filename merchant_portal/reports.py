@@ -18,8 +18,7 @@ from sqlalchemy import select
 
 from merchant_portal.context import client_ip, db, settings
 from merchant_portal.security import require_role
-from pos import money
-from pos.db import utcnow
+from pos import business_day, money
 from pos.errors import ValidationError
 from pos.models import Merchant, Role
 from settlement.ledger import payouts, reconcile, reports, statements
@@ -32,7 +31,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 def _period() -> reports.DateRange:
     return reports.parse_range(
-        request.args.get("from") or None, request.args.get("to") or None, utcnow().date()
+        request.args.get("from") or None, request.args.get("to") or None, business_day.today()
     )
 
 
@@ -113,7 +112,7 @@ def payout_list() -> str:
         rows=rows,
         status=status.value if status else "",
         day=day.isoformat() if day else "",
-        today=utcnow().date().isoformat(),
+        today=business_day.today().isoformat(),
         kzt=_kzt,
     )
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from pos import chart
 from pos.db import utcnow
 from pos.errors import NotFoundError, ValidationError
 from pos.methods import bitcoin, kzte
@@ -19,6 +20,7 @@ from pos.models import (
     Merchant,
     MerchantStatus,
     Role,
+    SettlementMode,
     User,
 )
 from pos.passwords import MIN_PASSWORD_LENGTH, burn_time, hash_password, verify_password
@@ -56,13 +58,15 @@ def create_merchant(
     btc_xpub: str | None = None,
     solana_wallet: str | None = None,
     status: MerchantStatus = MerchantStatus.ACTIVE,
+    settlement_mode: SettlementMode = SettlementMode.TENGE,
     actor_user_id: int | None = None,
 ) -> Merchant:
-    """Register a merchant; keys are validated before anything is stored."""
+    """Register a merchant and open its ledger accounts; keys are validated before anything
+    is stored."""
     name = name.strip()
     if not 2 <= len(name) <= 120:
         raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
-    merchant = Merchant(name=name, status=status)
+    merchant = Merchant(name=name, status=status, settlement_mode=settlement_mode)
     key = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network) if btc_xpub else None
     if solana_wallet:
         merchant.solana_wallet = kzte.parse_wallet(solana_wallet)
@@ -70,14 +74,57 @@ def create_merchant(
     session.flush()
     if key is not None:
         set_btc_account_key(session, merchant, key)
+    chart.open_merchant_accounts(session, merchant.id)
     audit(
         session,
         "merchant.created",
         actor_user_id=actor_user_id,
         merchant_id=merchant.id,
-        detail={"name": name, "status": status.value},
+        detail={"name": name, "status": status.value, "settlement_mode": settlement_mode.value},
     )
     return merchant
+
+
+def set_settlement_mode(
+    session: Session, merchant: Merchant, mode: SettlementMode, actor_user_id: int | None = None
+) -> bool:
+    """The operator changes who holds the crypto; invoices made before keep their mode."""
+    if merchant.settlement_mode is mode:
+        return False
+    old = merchant.settlement_mode
+    merchant.settlement_mode = mode
+    audit(
+        session,
+        "merchant.settlement_mode",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={"from": old.value, "to": mode.value},
+    )
+    return True
+
+
+def get_merchant(session: Session, merchant_id: int) -> Merchant:
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFoundError(f"there is no merchant {merchant_id}")
+    return merchant
+
+
+def set_payout_hold(
+    session: Session, merchant: Merchant, hours: int, actor_user_id: int | None = None
+) -> None:
+    """How long a `tenge` sale waits, final, before it is paid out (0 to 720 hours)."""
+    if not 0 <= hours <= 720:
+        raise ValidationError("the payout hold is 0 to 720 hours", field="payout_hold_hours")
+    if hours != merchant.payout_hold_hours:
+        audit(
+            session,
+            "merchant.payout_hold",
+            actor_user_id=actor_user_id,
+            merchant_id=merchant.id,
+            detail={"from": merchant.payout_hold_hours, "to": hours},
+        )
+        merchant.payout_hold_hours = hours
 
 
 def set_btc_account_key(

@@ -19,7 +19,7 @@ from typing import Any
 from pos import accounts, invoices, money
 from pos.errors import PosError
 from pos.invoice_view import invoice_as_dict
-from pos.models import Merchant, MerchantStatus, Role
+from pos.models import Merchant, MerchantStatus, Role, SettlementMode
 from pos.qr import qr_png, qr_svg
 from pos.runtime import Runtime, open_runtime
 from pos.settings import Settings
@@ -68,9 +68,34 @@ def cmd_merchant_create(args: argparse.Namespace, rt: Runtime) -> int:
             btc_xpub=args.btc_xpub,
             solana_wallet=args.solana_wallet,
             status=MerchantStatus.PENDING if args.pending else MerchantStatus.ACTIVE,
+            settlement_mode=SettlementMode(args.settlement),
         )
+        if args.payout_hold_hours is not None:
+            accounts.set_payout_hold(session, merchant, args.payout_hold_hours)
         data = _merchant_dict(merchant, rt.settings)
-    _emit(args, data, f"merchant {data['id']} created: {data['name']}")
+    _emit(
+        args,
+        data,
+        f"merchant {data['id']} created: {data['name']} (settlement: {data['settlement_mode']})",
+    )
+    return 0
+
+
+@_with_runtime
+def cmd_merchant_settlement(args: argparse.Namespace, rt: Runtime) -> int:
+    with rt.session_factory.begin() as session:
+        merchant = accounts.get_merchant(session, args.merchant)
+        changed = accounts.set_settlement_mode(session, merchant, SettlementMode(args.mode))
+        if args.payout_hold_hours is not None:
+            accounts.set_payout_hold(session, merchant, args.payout_hold_hours)
+        data = _merchant_dict(merchant, rt.settings)
+    note = "" if changed else " (unchanged)"
+    _emit(
+        args,
+        data,
+        f"merchant {data['id']}: settlement {data['settlement_mode']}{note}; applies to "
+        "invoices created from now on",
+    )
     return 0
 
 
@@ -90,6 +115,8 @@ def _merchant_dict(merchant: Merchant, settings: Settings) -> dict[str, Any]:
         ),
         "confirmations_required": merchant.confirmations_required,
         "expiry_minutes": merchant.expiry_minutes,
+        "settlement_mode": merchant.settlement_mode.value,
+        "payout_hold_hours": merchant.payout_hold_hours,
     }
 
 
@@ -280,7 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--btc-xpub", help="BIP84 account public key (zpub/vpub)")
     p.add_argument("--solana-wallet", help="wallet address receiving KZTE")
     p.add_argument("--pending", action="store_true", help="wait for an operator's approval")
+    p.add_argument(
+        "--settlement",
+        choices=[m.value for m in SettlementMode],
+        default=SettlementMode.TENGE.value,
+        help="tenge: the zone receives the crypto and pays KZT (default); direct: the merchant's "
+        "own keys receive it and the fee is invoiced monthly",
+    )
+    p.add_argument("--payout-hold-hours", type=int, help="tenge: hold sales this long (24)")
     command(merchant, "list", cmd_merchant_list, "list merchants")
+    p = command(merchant, "settlement", cmd_merchant_settlement, "change the settlement mode")
+    p.add_argument("--merchant", type=int, required=True)
+    p.add_argument("--mode", required=True, choices=[m.value for m in SettlementMode])
+    p.add_argument("--payout-hold-hours", type=int)
 
     user = sub.add_parser("user", help="users").add_subparsers(dest="u", required=True)
     p = command(user, "create", cmd_user_create, "create a user")

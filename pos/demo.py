@@ -6,7 +6,6 @@ merchants' *wallets* are simulated here; the server itself still sees only publi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,47 +15,32 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from embit import base58, bip32
-from embit.networks import NETWORKS
-from solders.keypair import Keypair
 from sqlalchemy import select
 
 from pos import accounts
 from pos.db import make_engine, make_session_factory
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.errors import ConfigError
 from pos.migrate import upgrade
-from pos.models import Merchant, Role, User
+from pos.models import Merchant, Role, SettlementMode, User
 from pos.redis_server import EmbeddedRedis
-from pos.settings import BitcoinNetwork, Settings
+from pos.settings import Settings
 
 DEMO_PASSWORD = "cryptocity-demo"
-_VPUB = bytes.fromhex("045f1cf6")
-_ZPUB = bytes.fromhex("04b24746")
 
 
 @dataclass(frozen=True)
 class DemoMerchant:
     name: str
     slug: str
+    settlement_mode: SettlementMode
 
 
-DEMO_MERCHANTS = (DemoMerchant("Alatau Coffee", "coffee"), DemoMerchant("Qazaq Books", "books"))
-
-
-def demo_account_xpub(slug: str, network: BitcoinNetwork) -> str:
-    """The BIP84 account key of a demo merchant's (simulated) wallet: m/84'/coin'/0'."""
-    seed = hashlib.sha256(f"cryptocity demo wallet {slug}".encode()).digest()
-    test = network is not BitcoinNetwork.MAINNET
-    root = bip32.HDKey.from_seed(seed, version=NETWORKS["test" if test else "main"]["xprv"])
-    account = root.derive(f"m/84h/{1 if test else 0}h/0h").to_public()
-    raw = bytearray(base58.decode_check(account.to_base58()))
-    raw[:4] = _VPUB if test else _ZPUB
-    return str(base58.encode_check(bytes(raw)))
-
-
-def demo_solana_wallet(slug: str) -> str:
-    seed = hashlib.sha256(f"cryptocity demo solana {slug}".encode()).digest()
-    return str(Keypair.from_seed(seed).pubkey())
+# One of each mode: the coffee shop is paid tenge by the zone, the bookshop keeps its crypto.
+DEMO_MERCHANTS = (
+    DemoMerchant("Alatau Coffee", "coffee", SettlementMode.TENGE),
+    DemoMerchant("Qazaq Books", "books", SettlementMode.DIRECT),
+)
 
 
 def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
@@ -78,6 +62,7 @@ def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
                     demo.name,
                     btc_xpub=demo_account_xpub(demo.slug, settings.bitcoin_network),
                     solana_wallet=demo_solana_wallet(demo.slug),
+                    settlement_mode=demo.settlement_mode,
                 )
             for role in (Role.OWNER, Role.CASHIER):
                 email = f"{role.value}@{demo.slug}.demo"

@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pos import money
+from pos import ledger_queue, money
 from pos.coordination import Coordinator, chunked
 from pos.db import utcnow
 from pos.errors import (
@@ -31,7 +31,14 @@ from pos.errors import (
     ValidationError,
 )
 from pos.methods import bitcoin, kzte
-from pos.models import BtcAccountKey, Invoice, InvoiceEvent, Merchant, MerchantStatus
+from pos.models import (
+    BtcAccountKey,
+    Invoice,
+    InvoiceEvent,
+    Merchant,
+    MerchantStatus,
+    SettlementMode,
+)
 from pos.rates import RateBook, RateQuote
 from pos.settings import Settings
 from pos.states import EventType, InvoiceStatus, PaymentMethod, transition
@@ -91,6 +98,7 @@ def create_invoice(
         created_at=now,
         expires_at=now + timedelta(minutes=merchant.expiry_minutes),
         amount_paid_atomic=0,
+        settlement_mode=merchant.settlement_mode,
     )
     if request.method is PaymentMethod.BTC:
         _quote_btc(session, settings, rates, merchant, invoice, now)
@@ -125,14 +133,25 @@ def _quote_btc(
     invoice: Invoice,
     now: datetime,
 ) -> None:
-    if not merchant.btc_xpub:
+    if invoice.settlement_mode is SettlementMode.TENGE:
+        if not settings.zone_btc_xpub:
+            raise PaymentMethodUnavailableError(
+                "the zone has no Bitcoin account key (ZONE_BTC_XPUB); Bitcoin payments are off"
+            )
+        xpub = settings.zone_btc_xpub
+    elif merchant.btc_xpub:
+        xpub = merchant.btc_xpub
+    else:
         raise PaymentMethodUnavailableError("this merchant has not set up Bitcoin payments")
     quote = rates.btc_kzt(now)  # raises RateUnavailableError with a clear message
     due_sat = money.btc_due_sat(invoice.price_tiyn, quote.rate)
     if due_sat < MIN_BTC_DUE_SAT:
         raise ValidationError("the amount is too small to pay in Bitcoin", field="amount")
     # Atomic index allocation, per account key: concurrent invoices never share an address.
-    key_id = _account_key_id(session, merchant, merchant.btc_xpub)
+    if invoice.settlement_mode is SettlementMode.TENGE:
+        key_id = _zone_key_id(session, xpub)  # one zone-wide index for every tenge merchant
+    else:
+        key_id = _account_key_id(session, merchant, xpub)
     index = (
         session.execute(
             update(BtcAccountKey)
@@ -146,7 +165,7 @@ def _quote_btc(
     _lock_rate(invoice, quote)
     invoice.amount_due_atomic = due_sat
     invoice.btc_derivation_index = index
-    invoice.btc_address = bitcoin.derive_address(merchant.btc_xpub, index, settings.bitcoin_network)
+    invoice.btc_address = bitcoin.derive_address(xpub, index, settings.bitcoin_network)
 
 
 def _account_key_id(session: Session, merchant: Merchant, xpub: str) -> int:
@@ -170,6 +189,32 @@ def _account_key_id(session: Session, merchant: Merchant, xpub: str) -> int:
     return row.id
 
 
+def _zone_key_id(session: Session, xpub: str) -> int:
+    """The zone's key row (merchant NULL), made on first use; a merchant's key is refused."""
+    identity = bitcoin.account_identity(xpub)
+    row = session.scalar(select(BtcAccountKey).where(BtcAccountKey.identity == identity))
+    if row is not None and row.merchant_id is not None:
+        raise PaymentMethodUnavailableError(
+            "ZONE_BTC_XPUB is a merchant's registered account key; the zone needs its own"
+        )
+    if row is not None:
+        return row.id
+    try:
+        with session.begin_nested():
+            row = BtcAccountKey(merchant_id=None, xpub=xpub, identity=identity)
+            session.add(row)
+    except IntegrityError:  # another invoice made it meanwhile
+        found = session.scalar(
+            select(BtcAccountKey.id).where(
+                BtcAccountKey.identity == identity, BtcAccountKey.merchant_id.is_(None)
+            )
+        )
+        if found is None:
+            raise
+        return found
+    return row.id
+
+
 def _lock_rate(invoice: Invoice, quote: RateQuote) -> None:
     """Lock the rate, and keep what it was made of: each source, its value and its time."""
     invoice.rate, invoice.rate_source, invoice.rate_as_of = quote.rate, quote.source, quote.as_of
@@ -179,7 +224,15 @@ def _lock_rate(invoice: Invoice, quote: RateQuote) -> None:
 def _quote_kzte(
     settings: Settings, rates: RateBook, merchant: Merchant, invoice: Invoice, now: datetime
 ) -> None:
-    if not merchant.solana_wallet:
+    if invoice.settlement_mode is SettlementMode.TENGE:
+        if not settings.zone_kzte_wallet:
+            raise PaymentMethodUnavailableError(
+                "the zone has no KZTE wallet (ZONE_KZTE_WALLET); KZTE payments are off"
+            )
+        recipient = settings.zone_kzte_wallet  # the reference tells the invoices apart
+    elif merchant.solana_wallet:
+        recipient = merchant.solana_wallet
+    else:
         raise PaymentMethodUnavailableError("this merchant has not set up KZTE payments")
     if not settings.kzte_mint:
         raise PaymentMethodUnavailableError(
@@ -189,7 +242,7 @@ def _quote_kzte(
     invoice.amount_due_atomic = money.kzte_due_base_units(
         invoice.price_tiyn, settings.kzte_decimals
     )
-    invoice.kzte_recipient = merchant.solana_wallet
+    invoice.kzte_recipient = recipient
     invoice.kzte_mint = settings.kzte_mint
     invoice.kzte_reference = kzte.new_reference()
 
@@ -212,6 +265,8 @@ def _add_event(
     )
     session.add(event)
     session.info.setdefault("touched_invoices", set()).add(invoice.id)
+    if event_type is not EventType.CREATED:
+        ledger_queue.enqueue(session, invoice.id)  # nothing to book before anything happened
     return event
 
 
@@ -296,7 +351,9 @@ def mark(
         raise ValidationError("an invoice can only be marked settled or invalid", field="status")
     if not reason.strip():
         raise ValidationError("a reason is required", field="reason")
-    event = change_status(session, invoice, target, {"reason": reason, "by_user_id": user_id})
+    # What was paid at the mark is what a marked settlement books, whatever arrives later.
+    data = {"reason": reason, "by_user_id": user_id, "paid_atomic": invoice.amount_paid_atomic}
+    event = change_status(session, invoice, target, data)
     set_flag(session, invoice, "marked", {"reason": reason, "by_user_id": user_id})
     return event
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pos import (
     catalog,  # noqa: F401
+    chart,  # noqa: F401
     integrations,  # noqa: F401
     models,  # noqa: F401
 )

@@ -25,6 +25,13 @@ class MerchantStatus(StrEnum):
     SUSPENDED = "suspended"  # may not create invoices; open ones still settle
 
 
+class SettlementMode(StrEnum):
+    """Who holds the crypto (DESIGN §7): the zone (paying the merchant tenge) or the merchant."""
+
+    TENGE = "tenge"  # invoices pay the zone's destinations; KZT payouts net of the fee
+    DIRECT = "direct"  # invoices pay the merchant's own xpub / wallet; the fee is invoiced
+
+
 class Role(StrEnum):
     OWNER = "owner"
     CASHIER = "cashier"
@@ -56,6 +63,7 @@ class Merchant(Base):
         CheckConstraint("expiry_minutes BETWEEN 1 AND 1440", name="expiry"),
         CheckConstraint("tolerance_bp BETWEEN 0 AND 1000", name="tolerance"),
         CheckConstraint("zero_conf_limit_tiyn >= 0", name="zero_conf_limit"),
+        CheckConstraint("payout_hold_hours BETWEEN 0 AND 720", name="payout_hold"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -70,6 +78,12 @@ class Merchant(Base):
     expiry_minutes: Mapped[int] = mapped_column(default=15)
     tolerance_bp: Mapped[int] = mapped_column(default=0)
     fee_bp: Mapped[int | None] = mapped_column(default=None)  # None: the zone default
+    # Set by the operator; a change applies to invoices created afterwards (they copy it).
+    settlement_mode: Mapped[SettlementMode] = mapped_column(
+        enum_column(SettlementMode, "settlement_mode"), default=SettlementMode.TENGE
+    )
+    # `tenge`: a sale is paid out only once its payments have been final this long.
+    payout_hold_hours: Mapped[int] = mapped_column(default=24)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")
@@ -133,6 +147,10 @@ class Invoice(Base):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod, "payment_method"))
+    # The merchant's mode when the invoice was made: whose destination it pays, how it books.
+    settlement_mode: Mapped[SettlementMode] = mapped_column(
+        enum_column(SettlementMode, "settlement_mode")
+    )
     status: Mapped[InvoiceStatus] = mapped_column(
         enum_column(InvoiceStatus, "invoice_status"), index=True
     )
@@ -230,6 +248,20 @@ class InvoiceEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
     invoice: Mapped[Invoice] = relationship(back_populates="events")
+
+
+class LedgerQueue(Base):
+    """Invoices whose payments or status changed since the ledger last looked at them.
+
+    Written in the same transaction as the change (`pos.ledger_queue.enqueue`), drained by the
+    ledger duty, which brings the invoice's postings in line with its payments: a change can
+    never commit without the ledger learning of it, whatever Redis holds.
+    """
+
+    __tablename__ = "ledger_queue"
+
+    invoice_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AuditLog(Base):

@@ -87,6 +87,10 @@ class Settings:
     max_invoice_tiyn: int = 100_000_000_00  # 100 million KZT per invoice
     default_fee_bp: int = 100  # 1.00 % processing fee unless the merchant's rule differs
     late_watch_hours: int = 24
+    # The zone's own destinations for `tenge` merchants (DESIGN §7): a BIP84 account key of
+    # the zone's wallet (public only) and its Solana wallet. Unset: `tenge` invoices refused.
+    zone_btc_xpub: str | None = None
+    zone_kzte_wallet: str | None = None
     web_bind: str = "127.0.0.1:8000"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -159,6 +163,7 @@ class Settings:
                 _check_http_url(env[variable], variable)
                 rate_api_urls[key] = env[variable].rstrip("/")
 
+        zone_btc_xpub, zone_kzte_wallet = _zone_destinations(env, demo, data_dir, network)
         return cls(
             mode=mode,
             data_dir=data_dir,
@@ -196,6 +201,8 @@ class Settings:
             default_fee_bp=_parse_int(
                 env.get("CRYPTOCITY_FEE_BP", "100"), "CRYPTOCITY_FEE_BP", 0, 10_000
             ),
+            zone_btc_xpub=zone_btc_xpub,
+            zone_kzte_wallet=zone_kzte_wallet,
             web_bind=env.get("CRYPTOCITY_WEB_BIND", "127.0.0.1:8000"),
         )
 
@@ -268,6 +275,31 @@ def _secret_key(raw: str | None, demo: bool, data_dir: Path) -> str:
     key_file.write_text(key)
     key_file.chmod(0o600)
     return key
+
+
+def _zone_destinations(
+    env: Mapping[str, str], demo: bool, data_dir: Path, network: BitcoinNetwork
+) -> tuple[str | None, str | None]:
+    """ZONE_BTC_XPUB and ZONE_KZTE_WALLET, validated; the demo zone's sandbox wallet if unset."""
+    from pos.methods import bitcoin, kzte  # local imports: keep settings light
+
+    xpub, wallet = env.get("ZONE_BTC_XPUB") or None, env.get("ZONE_KZTE_WALLET") or None
+    if demo and (xpub is None or wallet is None):
+        from pos.demo_wallets import zone_wallet
+
+        demo_xpub, demo_wallet = zone_wallet(data_dir / "sandbox", network)
+        xpub, wallet = xpub or demo_xpub, wallet or demo_wallet
+    try:
+        if xpub is not None:
+            xpub = bitcoin.parse_account_xpub(xpub, network).text
+    except ValidationError as exc:
+        raise ConfigError(f"ZONE_BTC_XPUB is not a BIP84 account key: {exc}") from None
+    try:
+        if wallet is not None:
+            wallet = kzte.parse_wallet(wallet)
+    except ValidationError as exc:
+        raise ConfigError(f"ZONE_KZTE_WALLET is not a Solana wallet: {exc}") from None
+    return xpub, wallet
 
 
 def _zmq_url(raw: str) -> str | None:

@@ -51,7 +51,8 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
     The Solana sandbox writes `<data dir>/sandbox/solana.json` (URLs and the KZTE mint); web and
     worker started after this read it through their settings.
     """
-    from pos.demo import DEMO_MERCHANTS, demo_solana_wallet
+    from pos.demo import DEMO_MERCHANTS
+    from pos.demo_wallets import demo_solana_wallet
 
     command = [sys.executable, "-m", "pos.cli", "sandbox"]
     rpc = urlsplit(settings.bitcoin_rpc_url)
@@ -67,6 +68,8 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
     fund: list[str] = []
     for merchant in DEMO_MERCHANTS:
         fund += ["--fund", demo_solana_wallet(merchant.slug)]
+    if settings.zone_kzte_wallet:
+        fund += ["--fund", settings.zone_kzte_wallet]  # SOL for the zone's refunds
     solana = subprocess.Popen([
         *command, "solana", "--data-dir", str(settings.data_dir),
         "--rpc-port", str(urlsplit(settings.solana_rpc_url).port or 8899),

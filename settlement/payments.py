@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pos import invoices
+from pos import invoices, ledger_queue
 from pos.db import utcnow
 from pos.errors import ConcurrentUpdateError
 from pos.models import Invoice, Payment, PaymentStatus
@@ -98,6 +98,7 @@ def observe_payment(
         )
         session.add(payment)
         session.flush()
+        ledger_queue.enqueue(session, invoice.id, now)
         return payment, True
     changed = False
     if seen.spends and not payment.spent_outpoints:
@@ -118,6 +119,7 @@ def observe_payment(
         changed = True
     if changed:
         payment.updated_at = now
+        ledger_queue.enqueue(session, payment.invoice_id, now)  # postings follow payments
     return payment, changed
 
 

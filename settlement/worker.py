@@ -2,7 +2,7 @@
 
 The worker runs a list of duties, each on its own interval: notice a flushed Redis and rebuild
 it, relay events Redis missed, expire unpaid invoices, refresh the BTC/KZT rate cache, and — as
-their modules register — the chain watchers, the ledger consumer and the webhook dispatcher.
+their modules register — the chain watchers, the ledger booking and the webhook dispatcher.
 Every duty is idempotent, so any number of workers may run; a duty marked `leader_only` runs in
 one worker at a time under a Redis lease, renewed before each of its runs.
 
@@ -134,7 +134,7 @@ def all_duties(settings: Settings) -> list[Duty]:
     """
     # Imported here: these modules import Duty from this one.
     from settlement import btc_watcher, kzte_watcher, webhooks
-    from settlement.ledger import consumer as ledger_consumer
+    from settlement.ledger import booking as ledger_booking
 
     watchers = [btc_watcher.duty(settings.bitcoin_zmq_url), kzte_watcher.duty()]
     for watcher in watchers:
@@ -143,7 +143,7 @@ def all_duties(settings: Settings) -> list[Duty]:
         *core_duties(watched=frozenset({PaymentMethod.BTC, PaymentMethod.KZTE})),
         *watchers,
         *webhooks.duty(),
-        *ledger_consumer.duty(),
+        *ledger_booking.duty(),
     ]
 
 

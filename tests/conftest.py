@@ -19,8 +19,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import pos.model_registry  # noqa: F401 - every table, for the per-test cleanup
+from pos import chart
 from pos.coordination import Coordinator, connect
 from pos.db import Base, make_engine, make_session_factory
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.migrate import upgrade
 from pos.redis_server import EmbeddedRedis
 from pos.runtime import Runtime, make_rate_book
@@ -84,6 +86,8 @@ def engine(migrated_engine: Engine) -> Iterator[Engine]:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
+    with make_session_factory(migrated_engine).begin() as session:
+        chart.open_zone_accounts(session)  # the migration's rows, for the next test
 
 
 @pytest.fixture
@@ -117,6 +121,9 @@ def settings(tmp_path: Path, database_url: str, redis_url: str, kzte_mint: str) 
         kzte_mint=kzte_mint,
         kzte_decimals=6,
         btc_rate_sources=("sandbox",),
+        # The zone's own destinations, for `tenge` merchants (the default mode).
+        zone_btc_xpub=demo_account_xpub("test zone", BitcoinNetwork.REGTEST),
+        zone_kzte_wallet=demo_solana_wallet("test zone"),
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from pos.coordination import Coordinator
-from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.settings import BitcoinNetwork, Settings
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pos import accounts, invoices
 from pos.coordination import EVENT_STREAM, Coordinator
-from pos.demo import demo_account_xpub
+from pos.demo_wallets import demo_account_xpub
 from pos.errors import (
     ConcurrentUpdateError,
     IllegalTransitionError,
@@ -22,7 +22,14 @@ from pos.errors import (
 )
 from pos.invoice_view import amount_to_request, payment_uri, remaining_atomic
 from pos.methods import bitcoin
-from pos.models import BtcAccountKey, Invoice, InvoiceEvent, Merchant, MerchantStatus
+from pos.models import (
+    BtcAccountKey,
+    Invoice,
+    InvoiceEvent,
+    Merchant,
+    MerchantStatus,
+    SettlementMode,
+)
 from pos.runtime import Runtime, make_rate_book
 from pos.states import InvoiceStatus, PaymentMethod
 
@@ -37,8 +44,9 @@ def _request(
 
 @pytest.fixture
 def shop(runtime: Runtime) -> Merchant:
+    """A `direct` merchant: these tests are about invoices paying the merchant's own keys."""
     with runtime.session_factory.begin() as session:
-        return factories.merchant(session, runtime.settings)
+        return factories.merchant(session, runtime.settings, mode=SettlementMode.DIRECT)
 
 
 def _create(runtime: Runtime, request: invoices.InvoiceRequest) -> str:
@@ -226,7 +234,9 @@ def test_mark_needs_a_reason_and_sets_the_flag(runtime: Runtime, shop: Merchant)
 
 def test_other_merchants_invoice_is_not_found(runtime: Runtime, shop: Merchant) -> None:
     with runtime.session_factory.begin() as session:
-        other = factories.merchant(session, runtime.settings, "Other", "other")
+        other = factories.merchant(
+            session, runtime.settings, "Other", "other", mode=SettlementMode.DIRECT
+        )
     invoice_id = _create(runtime, _request(shop.id))
     from pos.errors import NotFoundError
 
@@ -302,7 +312,9 @@ def test_a_new_account_key_starts_at_its_own_first_address(
 
 def test_an_account_key_of_another_merchant_is_refused(runtime: Runtime, shop: Merchant) -> None:
     with runtime.session_factory.begin() as session:
-        other = factories.merchant(session, runtime.settings, "Other Shop", "other")
+        other = factories.merchant(
+            session, runtime.settings, "Other Shop", "other", mode=SettlementMode.DIRECT
+        )
         with pytest.raises(ValidationError, match="already registered"):
             accounts.set_btc_account_key(
                 session,
@@ -323,3 +335,45 @@ def test_a_remainder_below_the_dust_limit_asks_for_the_dust_limit(
         assert remaining_atomic(invoice) == 100
         assert amount_to_request(invoice) == bitcoin.DUST_LIMIT_SAT
     assert f"amount={bitcoin.sat_to_btc_text(bitcoin.DUST_LIMIT_SAT)}" in uri
+
+
+def test_tenge_invoices_share_the_zones_one_address_index(runtime: Runtime) -> None:
+    """Issue #14: `tenge` invoices of any merchant pay addresses of the zone's key, from one
+    zone-wide index (never twice the same), and KZTE to the zone's wallet with a reference."""
+    with runtime.session_factory.begin() as session:
+        a = factories.merchant(session, runtime.settings, "Tenge A", "tenge-a").id
+        b = factories.merchant(session, runtime.settings, "Tenge B", "tenge-b").id
+    made = [_create(runtime, _request(m, PaymentMethod.BTC)) for m in (a, b, a)]
+    zone = runtime.settings.zone_btc_xpub or ""
+    with runtime.session_factory() as session:
+        got = [invoices.get_invoice(session, i) for i in made]
+        assert [i.btc_derivation_index for i in got] == [0, 1, 2]
+        assert [i.btc_address for i in got] == [
+            bitcoin.derive_address(zone, n, runtime.settings.bitcoin_network) for n in range(3)
+        ]
+        key = session.get_one(BtcAccountKey, got[0].btc_account_key_id)
+        assert key.merchant_id is None  # the zone's own key row
+        kzte = invoices.get_invoice(session, _create(runtime, _request(b)))
+        assert kzte.kzte_recipient == runtime.settings.zone_kzte_wallet
+        assert kzte.kzte_reference
+
+
+def test_tenge_invoices_are_refused_while_the_zone_has_no_destination(runtime: Runtime) -> None:
+    with runtime.session_factory.begin() as session:
+        merchant = factories.merchant(session, runtime.settings, "Tenge C", "tenge-c").id
+    runtime.settings = runtime.settings.with_overrides(zone_btc_xpub=None, zone_kzte_wallet=None)
+    with pytest.raises(PaymentMethodUnavailableError, match="ZONE_BTC_XPUB"):
+        _create(runtime, _request(merchant, PaymentMethod.BTC))
+    with pytest.raises(PaymentMethodUnavailableError, match="ZONE_KZTE_WALLET"):
+        _create(runtime, _request(merchant))
+
+
+def test_a_merchant_cannot_register_the_zones_account_key(runtime: Runtime) -> None:
+    with runtime.session_factory.begin() as session:
+        merchant = factories.merchant(session, runtime.settings, "Tenge D", "tenge-d")
+    _create(runtime, _request(merchant.id, PaymentMethod.BTC))  # the zone's key row exists now
+    zone = bitcoin.parse_account_xpub(
+        runtime.settings.zone_btc_xpub or "", runtime.settings.bitcoin_network
+    )
+    with runtime.session_factory() as session, pytest.raises(ValidationError, match="registered"):
+        accounts.set_btc_account_key(session, session.get_one(Merchant, merchant.id), zone)

@@ -10,7 +10,7 @@ from merchant_portal.api.schema import Field, Operation, Schema, parse_query
 from merchant_portal.api.schema import Response as Doc
 from merchant_portal.api.schemas import ERROR_RESPONSES
 from merchant_portal.context import db
-from pos.db import utcnow
+from pos import business_day
 from pos.integrations import Scope
 from settlement.ledger import reports, statements
 
@@ -69,7 +69,7 @@ def get_statement() -> Response:
     from flask import request
 
     query = parse_query(STATEMENT_QUERY, request.args)
-    period = reports.parse_range(query.get("from"), query.get("to"), utcnow().date())
+    period = reports.parse_range(query.get("from"), query.get("to"), business_day.today())
     statement = statements.merchant_statement(db(), current_merchant_id(), period)
     response = jsonify(statement.as_dict())
     response.headers["Cache-Control"] = "no-store"

@@ -1,4 +1,4 @@
-"""`cryptocity payouts run|list|mark-paid|export` and `cryptocity report zone|statement|reconcile`.
+"""`cryptocity payouts …`, `conversions …` and `report zone|statement|reconcile|balances`.
 
 Reports print the same numbers as the portal's pages (`--json` for machines, `--csv TABLE` for
 one table as CSV). Only the database is opened: none of these commands needs Redis.
@@ -17,12 +17,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from pos import business_day
 from pos.db import make_session_factory, utcnow
 from pos.errors import ValidationError
 from pos.money import format_kzt
 from pos.runtime import open_database
 from pos.settings import Settings
-from settlement.ledger import payouts, reconcile, reports, statements
+from pos.states import PaymentMethod
+from settlement.ledger import balances, conversions, payouts, reconcile, reports, statements
 from settlement.ledger.models import PayoutStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -170,7 +172,7 @@ def cmd_payouts_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _period(args: argparse.Namespace) -> reports.DateRange:
-    return reports.parse_range(args.start, args.end, utcnow().date())
+    return reports.parse_range(args.start, args.end, business_day.today())
 
 
 def _csv_or(args: argparse.Namespace, tables: dict[str, reports.Table]) -> bool:
@@ -241,11 +243,81 @@ def cmd_report_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"  {len(result.differences)} differences; chain checks {d['chain_checks']}",
         ]
         + [
-            f"  {x.invoice_id} {x.status}: expected {x.expected_tiyn} cleared {x.cleared_tiyn}"
+            f"  {m.method}: clearing {m.clearing_atomic} atomic, expected {m.expected_atomic} "
+            f"(received {m.chain_final_atomic} - converted {m.converted_atomic} - refunded "
+            f"{m.refunded_atomic} - under a tiyn {m.unbooked_atomic}): difference "
+            f"{m.difference_atomic}"
+            for m in result.methods
+        ]
+        + [
+            f"  {x.invoice_id} {x.status}: expected {x.expected_tiyn} booked {x.cleared_tiyn}: "
+            f"{x.cause}"
             for x in result.differences
         ]
     )
     _print(args, d, text)
+    return 0
+
+
+def cmd_report_balances(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        rows = balances.account_balances(session, args.merchant)
+        balanced = balances.ledger_balances(session)
+    data = {"accounts": [row.as_dict() for row in rows], "balanced": balanced}
+    text = "\n".join(
+        [
+            f"  {row.code:<40} {row.type.value:<9} {_kzt(row.balance_tiyn):>22}"
+            + ("" if row.balance_atomic is None else f"  {row.balance_atomic} atomic")
+            + ("  (memorandum)" if row.memorandum else "")
+            for row in rows
+        ]
+        + [f"debits equal credits: {'yes' if balanced else 'NO'}"]
+    )
+    _print(args, data, text)
+    return 0 if balanced else 1
+
+
+# --- conversions ------------------------------------------------------------------------------
+
+
+def cmd_conversions_record(args: argparse.Namespace, settings: Settings) -> int:
+    request = conversions.ConversionRequest(
+        PaymentMethod(args.method), args.amount_atomic, args.proceeds_tiyn, args.reference
+    )
+    with _session(settings) as session:
+        conversion, new = conversions.record(session, request)
+        session.commit()
+        data = conversions.as_dict(conversion)
+    note = "recorded" if new else "already recorded"
+    _print(
+        args,
+        {**data, "new": new},
+        f"conversion #{data['id']} {note}: book value {_kzt(conversion.book_value_tiyn)}, "
+        f"fx result {_kzt(conversion.proceeds_tiyn - conversion.book_value_tiyn)}",
+    )
+    return 0
+
+
+def cmd_conversions_import(args: argparse.Namespace, settings: Settings) -> int:
+    text = Path(args.file).read_text(encoding="utf-8-sig")
+    with _session(settings) as session:
+        created = conversions.import_csv(session, text)
+        session.commit()
+        data = {"recorded": [conversions.as_dict(c) for c in created]}
+    _print(args, data, f"{len(created)} conversions recorded from {args.file}")
+    return 0
+
+
+def cmd_conversions_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        rows = [conversions.as_dict(c) for c in conversions.list_conversions(session)]
+    text = "\n".join(
+        f"  #{r['id']} {r['created_at']} {r['method']} {r['amount_atomic']} -> "
+        f"{r['proceeds_tiyn']} tiyn (book {r['book_value_tiyn']}, fx {r['fx_result_tiyn']}) "
+        f"{r['reference'] or ''}"
+        for r in rows
+    )
+    _print(args, {"conversions": rows}, text or "no conversions")
     return 0
 
 
@@ -260,7 +332,9 @@ def _command(parent: Any, name: str, fn: Handler, help_text: str) -> argparse.Ar
 
 
 def _range_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (UTC)")
+    p.add_argument(
+        "--from", dest="start", metavar="YYYY-MM-DD", help="first business day (Asia/Almaty)"
+    )
     p.add_argument("--to", dest="end", metavar="YYYY-MM-DD", help="last day, included")
     p.add_argument("--csv", metavar="TABLE", help="print one table as CSV instead")
 
@@ -293,3 +367,17 @@ def register(sub: Any) -> None:
     p.add_argument("--merchant", type=int, required=True)
     _range_args(p)
     _range_args(_command(rep, "reconcile", cmd_report_reconcile, "clearing vs chain payments"))
+    p = _command(rep, "balances", cmd_report_balances, "every account's balance")
+    p.add_argument("--merchant", type=int, help="only this merchant's accounts")
+
+    conv = sub.add_parser("conversions", help="crypto converted to KZT").add_subparsers(
+        dest="conversions_cmd", required=True
+    )
+    p = _command(conv, "record", cmd_conversions_record, "record one conversion")
+    p.add_argument("--method", required=True, choices=[m.value for m in PaymentMethod])
+    p.add_argument("--amount-atomic", type=int, required=True, help="satoshi / KZTE base units")
+    p.add_argument("--proceeds-tiyn", type=int, required=True, help="KZT received, in tiyn")
+    p.add_argument("--reference", help="the exchange's or bank's reference (unique)")
+    p = _command(conv, "import", cmd_conversions_import, "record the lines of a CSV file")
+    p.add_argument("file", help="CSV: " + ",".join(conversions.CSV_COLUMNS))
+    _command(conv, "list", cmd_conversions_list, "list conversions")

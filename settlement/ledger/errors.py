@@ -19,3 +19,11 @@ class PayoutError(LedgerError):
 
 class PayoutNotFoundError(PayoutError):
     """No payout with that id."""
+
+
+class UnknownAccountError(LedgerError):
+    """A posting names an account that is not in the chart of accounts; never written."""
+
+
+class ConversionError(LedgerError):
+    """A conversion that cannot be recorded (more than the clearing holds, bad amounts)."""

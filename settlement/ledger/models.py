@@ -1,4 +1,4 @@
-"""Ledger tables: transactions and their entries (tiyn), handled events, payouts.
+"""Ledger tables: transactions and their entries (tiyn, atomic), conversions, payouts.
 
 Entries are append-only: a correction is a reversal transaction, never an UPDATE or DELETE.
 Every transaction balances (debits = credits), checked in code before insert and, on
@@ -25,10 +25,14 @@ class Side(StrEnum):
 
 
 class TransactionKind(StrEnum):
-    SETTLEMENT = "settlement"  # an invoice settled: value received, owed, fee, overpayment
-    REVERSAL = "reversal"  # a settlement undone (deep reorg, invalidated)
+    RECEIPT = "receipt"  # a payment became final: its value (and quantity) received
+    SETTLEMENT = "settlement"  # an invoice settled: the due value allocated to payable + fee
+    OWED_BACK = "owed_back"  # what an invoice received beyond its allocation: to refund
+    REVERSAL = "reversal"  # exactly one earlier posting undone (finality lost, double spend)
     PAYOUT = "payout"  # fiat paid to a merchant from the zone's bank account
     CONVERSION = "conversion"  # crypto sold for fiat; rate difference to fx_result
+    REFUND = "refund"  # money owed back sent to the shopper and confirmed on chain
+    FEE_PAYMENT = "fee_payment"  # a `direct` merchant paid their fee invoice
 
 
 class PayoutStatus(StrEnum):
@@ -52,6 +56,10 @@ class LedgerTransaction(Base):
         ForeignKey("ledger_transactions.id"), unique=True
     )
     description: Mapped[str] = mapped_column(String(200), default="")
+    # What in the invoice's state calls for this posting ("receipt:<payment id>", "allocation",
+    # "owed_back"); the booking compares these with what the invoice's payments now justify.
+    fact: Mapped[str | None] = mapped_column(String(80))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     effective_at: Mapped[datetime] = mapped_column(index=True)  # when it happened (the event)
     posted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -72,33 +80,34 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
-    account: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64), ForeignKey("ledger_accounts.code"))
     side: Mapped[Side] = mapped_column(enum_column(Side, "ledger_side"))
     amount_tiyn: Mapped[int]
+    # Clearing (and memorandum crypto) legs: the satoshi / token base units moved with the tiyn.
+    amount_atomic: Mapped[int | None] = mapped_column(default=None)
     effective_at: Mapped[datetime]  # copied from the transaction, for range scans by account
 
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
 
 
-class HandledEvent(Base):
-    """An invoice event the posting consumer has dealt with (posting or not), committed with
-    its posting: the DB replay skips these, so it stays cheap and never posts twice."""
+class Conversion(Base):
+    """Crypto the zone sold (or KZTE it redeemed) and the KZT its bank actually received."""
 
-    __tablename__ = "ledger_handled_events"
+    __tablename__ = "conversions"
+    __table_args__ = (
+        CheckConstraint("amount_atomic > 0", name="amount_positive"),
+        CheckConstraint("proceeds_tiyn >= 0", name="proceeds_nonnegative"),
+    )
 
-    event_id: Mapped[str] = mapped_column(ForeignKey("invoice_events.id"), primary_key=True)
-    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
-    handled_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class LedgerCheckpoint(Base):
-    """How far the DB replay has looked (events older than this were all handled)."""
-
-    __tablename__ = "ledger_checkpoints"
-
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    position: Mapped[datetime]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    method: Mapped[str] = mapped_column(String(8))
+    amount_atomic: Mapped[int]
+    proceeds_tiyn: Mapped[int]
+    book_value_tiyn: Mapped[int]  # the clearing value taken out, at weighted-average cost
+    reference: Mapped[str | None] = mapped_column(String(100), unique=True)
+    recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
 
 
 class Payout(Base):

@@ -9,7 +9,7 @@ cancelling pair is batched only together, so neither half moves money on its own
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +40,7 @@ class SourceLine:
     invoice_id: str | None
     payout_id: int | None
     payout_status: PayoutStatus | None
+    effective_at: datetime
 
 
 _IN_CHUNK = 500  # ids per IN (…): well inside every database's parameter limit
@@ -60,6 +61,7 @@ def source_lines(session: Session, *where: ColumnElement[bool]) -> list[SourceLi
             LedgerTransaction.invoice_id,
             PayoutLine.payout_id,
             Payout.status,
+            LedgerEntry.effective_at,
         )
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
         .outerjoin(PayoutLine, PayoutLine.entry_id == LedgerEntry.id)
@@ -73,12 +75,25 @@ def source_lines(session: Session, *where: ColumnElement[bool]) -> list[SourceLi
     ).all()
     lines = []
     for row in rows:
-        entry_id, side, amount, account, merchant_id = row[:5]
+        (entry_id, side, amount, account, merchant_id, txn_id, kind, reverses_id, invoice_id,
+         payout_id, status, effective_at) = row  # fmt: skip
         if merchant_id is None or account != f"merchant:{merchant_id}:payable":
             continue
         signed = amount if side is Side.CREDIT else -amount
-        # The rest of the row is transaction id, kind, reverses_id, invoice, payout, status.
-        lines.append(SourceLine(entry_id, signed, merchant_id, *row[5:]))
+        lines.append(
+            SourceLine(
+                entry_id,
+                signed,
+                merchant_id,
+                txn_id,
+                kind,
+                reverses_id,
+                invoice_id,
+                payout_id,
+                status,
+                effective_at,
+            )
+        )
     return lines
 
 
@@ -127,12 +142,19 @@ def standing(
     return partner.payout_id == batch
 
 
-def unbatched(session: Session, until: datetime | None) -> dict[int, list[SourceLine]]:
-    """Per merchant, the standing entries no payout holds yet, effective before `until`."""
+def unbatched(
+    session: Session,
+    until: datetime | None,
+    eligible: Callable[[SourceLine], bool] | None = None,
+) -> dict[int, list[SourceLine]]:
+    """Per merchant, the standing entries no payout holds yet, effective before `until` (and
+    `eligible`: past the hold period). A cancelling pair stands only if both halves qualify."""
     where: list[ColumnElement[bool]] = [PayoutLine.id.is_(None)]
     if until is not None:
         where.append(LedgerEntry.effective_at < until)
     candidates = source_lines(session, *where)
+    if eligible is not None:
+        candidates = [ln for ln in candidates if eligible(ln)]
     partners = Partners(session, candidates)
     ids = {ln.entry_id for ln in candidates}
     by_merchant: dict[int, list[SourceLine]] = defaultdict(list)

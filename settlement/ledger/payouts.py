@@ -1,7 +1,8 @@
 """Payouts: daily settlement batches per merchant, marked paid by an operator, bank export.
 
-`run_payouts(date)` gathers, per merchant, every payable entry of settlements and reversals
-effective before the end of that day (UTC) and not yet in a payout, and creates one pending
+`run_payouts(date)` gathers, per `tenge` merchant, every payable entry of settlements and
+reversals effective before the end of that (Asia/Almaty) day, past the merchant's hold period
+and not yet in a payout, and creates one pending
 payout with those lines when their sum is positive. Re-running a date changes nothing new
 (unique merchant + date; an entry is batched once). Marking paid needs the bank's reference and
 posts Dr merchant payable / Cr zone:bank.
@@ -21,19 +22,21 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from pos import accounts, money
+from pos import accounts, business_day, chart, money
 from pos.db import utcnow
 from pos.models import Merchant
 from settlement.ledger.errors import PayoutError, PayoutNotFoundError
 from settlement.ledger.models import (
+    LedgerEntry,
     Payout,
     PayoutLine,
     PayoutStatus,
+    Side,
     TransactionKind,
 )
 from settlement.ledger.payout_sources import (
@@ -48,8 +51,8 @@ from settlement.ledger.posting import Posting, payout_legs, write_posting
 
 
 def day_start(day: date) -> datetime:
-    """Business days are UTC days (one rule for payouts and reports)."""
-    return datetime.combine(day, time.min, tzinfo=UTC)
+    """Business days are Asia/Almaty days (pos.business_day, one rule for every report)."""
+    return business_day.day_start(day)
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,28 @@ def rebuild_pending(session: Session, user_id: int | None = None) -> list[Rebuil
     return rebuilt
 
 
-def run_payouts(session: Session, business_date: date) -> list[Payout]:
-    """Rebuild stale pending payouts, then create `business_date`'s; returns the new ones."""
+def run_payouts(session: Session, business_date: date, now: datetime | None = None) -> list[Payout]:
+    """Rebuild stale pending payouts, then create `business_date`'s; returns the new ones.
+
+    Only sales older than their merchant's hold period (`payout_hold_hours`) at `now` are paid
+    out; what money goes back (a reversal) is always netted at once. `direct` merchants have no
+    payable, so they never get a payout.
+    """
+    now = now or utcnow()
     rebuild_pending(session)
     end = day_start(business_date + timedelta(days=1))
-    by_merchant = unbatched(session, end)
+    holds = {
+        mid: hours
+        for mid, hours in session.execute(select(Merchant.id, Merchant.payout_hold_hours))
+    }
+    by_merchant = unbatched(
+        session,
+        end,
+        eligible=lambda ln: (
+            ln.signed_tiyn < 0
+            or ln.effective_at <= now - timedelta(hours=holds.get(ln.merchant_id, 24))
+        ),
+    )
     already = set(
         session.scalars(select(Payout.merchant_id).where(Payout.business_date == business_date))
     )
@@ -140,6 +160,8 @@ def run_payouts(session: Session, business_date: date) -> list[Payout]:
         total = sum(ln.signed_tiyn for ln in lines)
         if merchant_id in already or total <= 0:
             continue  # a negative sum is shown by `negative_payables`, never paid
+        if total > payable_balance(session, merchant_id):
+            continue  # never pay a payable below zero (cannot happen: each line is paid once)
         payout = Payout(
             merchant_id=merchant_id,
             business_date=business_date,
@@ -191,6 +213,17 @@ def negative_payables(session: Session, merchant_id: int | None = None) -> list[
         name = merchant.name if merchant else str(owner)
         rows.append(NegativePayable(owner, name, total, tuple(sorted(reversals))))
     return rows
+
+
+def payable_balance(session: Session, merchant_id: int) -> int:
+    """What the zone owes the merchant now (credits - debits of their payable), in tiyn."""
+    signed = case(
+        (LedgerEntry.side == Side.CREDIT, LedgerEntry.amount_tiyn), else_=-LedgerEntry.amount_tiyn
+    )
+    total = session.scalar(
+        select(func.sum(signed)).where(LedgerEntry.account == chart.payable(merchant_id))
+    )
+    return int(total or 0)
 
 
 def get_payout(session: Session, payout_id: int) -> Payout:

@@ -1,31 +1,21 @@
-"""Posting rules (plain functions) and the service that writes them (DESIGN §7).
+"""Posting rules (plain functions) and the writer of balanced postings (DESIGN §7).
 
-Accounts, all in tiyn: `zone:clearing:<method>` (value received), `merchant:<id>:payable`
-(owed to the merchant), `zone:fees`, `zone:refunds_due` (overpayments owed back), `zone:bank`
-(fiat paid out / received), `zone:fx_result` (rate difference when crypto is converted).
+Accounts are rows of the chart (`pos.chart`); a leg naming an account that is not there is
+refused. The rules, each with its one rounding rule:
 
-On `invoice.settled` (one posting per event, idempotency key `invoice-event:<event id>`):
-  gross       = value received at the invoice's locked rate: `money.sat_to_tiyn` /
-                `money.base_units_to_tiyn` of the paid amount, rounded DOWN to the tiyn
-                (the zone never books value it did not receive)
-  owed        = min(price, gross)   (a within-tolerance underpayment owes only what came in)
-  overpayment = gross - owed        (> 0 only when more than the price arrived)
-  fee         = price x fee_bp / 10 000, rounded HALF-UP to the tiyn (the one rounding rule of
-                this module; fee_bp is the merchant's, else settings.default_fee_bp), capped at
-                owed so the merchant's net is never negative
-  net         = owed - fee
-  Dr zone:clearing:<method> gross / Cr merchant:<id>:payable net / Cr zone:fees fee /
-  Cr zone:refunds_due overpayment    and gross = net + fee + overpayment exactly.
-Legs of zero are left out (every entry amount is positive). The paid amount is the one the
-settle event recorded (`data.paid_atomic`), so a replay years later posts the same numbers.
+- value of a payment = its atomic amount at the invoice's locked rate, rounded DOWN to the
+  tiyn, each payment on its own (`money.sat_to_tiyn` / `money.base_units_to_tiyn`): the zone
+  never books value it did not receive.
+- fee = price x fee_bp / 10 000, rounded HALF-UP to the tiyn, capped at what is owed.
+- allocation of a settled invoice: allocated = the value of min(due, counted final amount),
+  never more than those payments' booked values; owed = min(price, allocated); fee on the
+  price; net = owed - fee; rounding = allocated - owed (the satoshi ceiling of the quote).
+- a conversion takes clearing value out at the weighted-average book value:
+  balance_tiyn x amount_atomic / balance_atomic, rounded HALF-UP (all of it: the whole
+  balance); the difference to the KZT received is fx_result.
 
-On `invoice.invalid` or `invoice.reopened` after a settlement posting: a reversal transaction
-(the same legs, sides swapped, its own key `invoice-event:<event id>`); a later re-settle posts
-again under its own event's key. Payout: Dr merchant payable / Cr zone:bank (key
-`payout:<id>`). Conversion: Dr zone:bank received / Cr clearing cleared / the difference to
-zone:fx_result (Cr on a gain, Dr on a loss).
-
-Entries are never updated or deleted; balances are derived by query.
+`settlement.ledger.booking` decides which postings an invoice's payments call for; this module
+only builds legs and writes them. Entries are never updated or deleted.
 """
 
 from __future__ import annotations
@@ -39,53 +29,44 @@ from decimal import Decimal
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from pos import money
-from pos.models import Invoice, InvoiceEvent
+from pos import chart, money
+from pos.chart import LedgerAccount
+from pos.models import Invoice
 from pos.settings import Settings
-from pos.states import EventType, PaymentMethod
-from settlement.ledger.errors import UnbalancedPostingError
-from settlement.ledger.models import (
-    HandledEvent,
-    LedgerEntry,
-    LedgerTransaction,
-    Side,
-    TransactionKind,
-)
+from pos.states import PaymentMethod
+from settlement.ledger.errors import UnbalancedPostingError, UnknownAccountError
+from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side, TransactionKind
 
 log = logging.getLogger(__name__)
 
-FEES = "zone:fees"
-REFUNDS_DUE = "zone:refunds_due"
-BANK = "zone:bank"
-FX_RESULT = "zone:fx_result"
-LEDGER_EVENTS = frozenset({EventType.SETTLED, EventType.INVALID, EventType.REOPENED})
-REVERSING_EVENTS = frozenset({EventType.INVALID, EventType.REOPENED})
-
-
-def clearing_account(method: PaymentMethod | str) -> str:
-    return f"zone:clearing:{PaymentMethod(method).value}"
-
-
-def payable_account(merchant_id: int) -> str:
-    return f"merchant:{merchant_id}:payable"
+# Kept for the modules that name these accounts; the chart (pos.chart) is their home.
+FEES = chart.FEES
+REFUNDS_DUE = chart.REFUNDS_DUE
+BANK = chart.BANK
+FX_RESULT = chart.FX_RESULT
+clearing_account = chart.clearing
+payable_account = chart.payable
 
 
 @dataclass(frozen=True)
 class Leg:
-    """One side of a posting before it is written."""
+    """One side of a posting before it is written; clearing legs also carry atomic units."""
 
     account: str
     side: Side
     amount_tiyn: int
+    amount_atomic: int | None = None
 
 
 @dataclass(frozen=True)
-class SettlementAmounts:
-    gross_tiyn: int
-    owed_tiyn: int
+class Allocation:
+    """How a settled invoice's received value is split."""
+
+    allocated_tiyn: int  # taken out of unallocated
+    owed_tiyn: int  # min(price, allocated): the sale
     fee_tiyn: int
-    net_tiyn: int
-    overpayment_tiyn: int
+    net_tiyn: int  # owed - fee: the merchant's
+    rounding_tiyn: int  # allocated - owed: the satoshi ceiling of the quote
 
 
 # --- the rules, pure --------------------------------------------------------------------------
@@ -106,62 +87,102 @@ def gross_tiyn(method: PaymentMethod, amount_atomic: int, rate: Decimal, kzte_de
     return money.base_units_to_tiyn(amount_atomic, kzte_decimals)
 
 
-def settlement_amounts(price_tiyn: int, gross: int, fee_bp: int) -> SettlementAmounts:
-    """Split what came in into owed (net + fee) and overpayment; gross = net + fee + over."""
-    owed = min(price_tiyn, gross)
+def allocation(price_tiyn: int, allocated_tiyn: int, fee_bp: int) -> Allocation:
+    """Split the allocated value into net + fee (the sale) and rounding (above the price)."""
+    owed = min(price_tiyn, allocated_tiyn)
     fee = min(fee_tiyn(price_tiyn, fee_bp), owed)
-    return SettlementAmounts(
-        gross_tiyn=gross,
-        owed_tiyn=owed,
-        fee_tiyn=fee,
-        net_tiyn=owed - fee,
-        overpayment_tiyn=gross - owed,
-    )
+    return Allocation(allocated_tiyn, owed, fee, owed - fee, allocated_tiyn - owed)
 
 
 def _nonzero(legs: Iterable[Leg]) -> list[Leg]:
     return [leg for leg in legs if leg.amount_tiyn != 0]
 
 
-def settlement_legs(
-    method: PaymentMethod, merchant_id: int, amounts: SettlementAmounts
+def receipt_legs(
+    direct: bool, method: PaymentMethod, merchant_id: int, value_tiyn: int, amount_atomic: int
 ) -> list[Leg]:
-    """Dr clearing gross / Cr payable net / Cr fees fee / Cr refunds_due overpayment."""
+    """`tenge`: Dr zone:clearing / Cr zone:unallocated; `direct`: the merchant's memorandum."""
+    if direct:
+        held, unallocated = (
+            chart.crypto_received(merchant_id, method),
+            chart.sales_unallocated(merchant_id),
+        )
+    else:
+        held, unallocated = chart.clearing(method), chart.UNALLOCATED
     return _nonzero(
         [
-            Leg(clearing_account(method), Side.DEBIT, amounts.gross_tiyn),
-            Leg(payable_account(merchant_id), Side.CREDIT, amounts.net_tiyn),
-            Leg(FEES, Side.CREDIT, amounts.fee_tiyn),
-            Leg(REFUNDS_DUE, Side.CREDIT, amounts.overpayment_tiyn),
+            Leg(held, Side.DEBIT, value_tiyn, amount_atomic),
+            Leg(unallocated, Side.CREDIT, value_tiyn),
         ]
     )
 
 
+def allocation_legs(direct: bool, merchant_id: int, split: Allocation) -> list[Leg]:
+    """`tenge`: Dr unallocated / Cr payable net / Cr fees / Cr rounding.
+    `direct`: Dr sales_unallocated / Cr sales (memorandum), and Dr fees_due / Cr zone:fees."""
+    if direct:
+        return _nonzero(
+            [
+                Leg(chart.sales_unallocated(merchant_id), Side.DEBIT, split.allocated_tiyn),
+                Leg(chart.sales(merchant_id), Side.CREDIT, split.allocated_tiyn),
+                Leg(chart.fees_due(merchant_id), Side.DEBIT, split.fee_tiyn),
+                Leg(chart.FEES, Side.CREDIT, split.fee_tiyn),
+            ]
+        )
+    return _nonzero(
+        [
+            Leg(chart.UNALLOCATED, Side.DEBIT, split.allocated_tiyn),
+            Leg(chart.payable(merchant_id), Side.CREDIT, split.net_tiyn),
+            Leg(chart.FEES, Side.CREDIT, split.fee_tiyn),
+            Leg(chart.ROUNDING, Side.CREDIT, split.rounding_tiyn),
+        ]
+    )
+
+
+def owed_back_legs(direct: bool, merchant_id: int, amount_tiyn: int) -> list[Leg]:
+    """Unallocated money becomes owed back: to the zone's refunds, or the merchant's list."""
+    if direct:
+        source, target = chart.sales_unallocated(merchant_id), chart.refunds_owed(merchant_id)
+    else:
+        source, target = chart.UNALLOCATED, chart.REFUNDS_DUE
+    return _nonzero([Leg(source, Side.DEBIT, amount_tiyn), Leg(target, Side.CREDIT, amount_tiyn)])
+
+
 def reversal_legs(legs: Iterable[Leg]) -> list[Leg]:
-    """The same legs with debit and credit swapped."""
-    return [Leg(leg.account, leg.side.opposite(), leg.amount_tiyn) for leg in legs]
+    """The same legs with debit and credit swapped (atomic units included)."""
+    return [
+        Leg(leg.account, leg.side.opposite(), leg.amount_tiyn, leg.amount_atomic) for leg in legs
+    ]
 
 
 def payout_legs(merchant_id: int, amount_tiyn: int) -> list[Leg]:
     """Dr merchant payable / Cr zone:bank: the zone's bank paid the merchant."""
     return [
-        Leg(payable_account(merchant_id), Side.DEBIT, amount_tiyn),
-        Leg(BANK, Side.CREDIT, amount_tiyn),
+        Leg(chart.payable(merchant_id), Side.DEBIT, amount_tiyn),
+        Leg(chart.BANK, Side.CREDIT, amount_tiyn),
     ]
 
 
-def conversion_legs(method: PaymentMethod, cleared_tiyn: int, received_tiyn: int) -> list[Leg]:
-    """Crypto worth `cleared_tiyn` at locked rates sold for `received_tiyn` of fiat.
+def book_value_tiyn(balance_tiyn: int, balance_atomic: int, amount_atomic: int) -> int:
+    """Weighted-average book value of `amount_atomic` out of a clearing balance, half-up."""
+    if not 0 < amount_atomic <= balance_atomic:
+        raise ValueError("the amount must be positive and within the balance")
+    if amount_atomic == balance_atomic:
+        return balance_tiyn
+    return (2 * balance_tiyn * amount_atomic + balance_atomic) // (2 * balance_atomic)
 
-    Dr zone:bank received / Cr clearing cleared / Cr fx_result gain or Dr fx_result loss.
-    """
+
+def conversion_legs(
+    method: PaymentMethod, amount_atomic: int, cleared_tiyn: int, received_tiyn: int
+) -> list[Leg]:
+    """Dr zone:bank received / Cr clearing book value (+ atomic) / fx_result the difference."""
     difference = received_tiyn - cleared_tiyn
     fx_side = Side.CREDIT if difference > 0 else Side.DEBIT
     return _nonzero(
         [
-            Leg(BANK, Side.DEBIT, received_tiyn),
-            Leg(clearing_account(method), Side.CREDIT, cleared_tiyn),
-            Leg(FX_RESULT, fx_side, abs(difference)),
+            Leg(chart.BANK, Side.DEBIT, received_tiyn),
+            Leg(chart.clearing(method), Side.CREDIT, cleared_tiyn, amount_atomic),
+            Leg(chart.FX_RESULT, fx_side, abs(difference)),
         ]
     )
 
@@ -196,6 +217,20 @@ class Posting:
     method: str | None = None
     description: str = ""
     reverses_id: int | None = None
+    fact: str | None = None
+    payment_id: int | None = None
+
+
+def check_accounts(session: Session, codes: Iterable[str]) -> None:
+    """Raise `UnknownAccountError` for any code that is not in the chart of accounts.
+
+    (The entries' foreign key to the chart would refuse it too; this says it in words.)
+    """
+    wanted = set(codes)
+    found = set(session.scalars(select(LedgerAccount.code).where(LedgerAccount.code.in_(wanted))))
+    missing = sorted(wanted - found)
+    if missing:
+        raise UnknownAccountError(f"no such ledger account: {', '.join(missing)}")
 
 
 def find_transaction(session: Session, key: str) -> LedgerTransaction | None:
@@ -215,6 +250,7 @@ def write_posting(
     if existing is not None:
         return existing, False
     check_balanced(posting.legs)
+    check_accounts(session, (leg.account for leg in posting.legs))
     txn = LedgerTransaction(
         idempotency_key=posting.key,
         kind=posting.kind,
@@ -222,6 +258,8 @@ def write_posting(
         merchant_id=posting.merchant_id,
         method=posting.method,
         reverses_id=posting.reverses_id,
+        fact=posting.fact,
+        payment_id=posting.payment_id,
         description=posting.description[:200],
         effective_at=posting.effective_at,
     )
@@ -236,6 +274,7 @@ def write_posting(
                 "account": leg.account,
                 "side": leg.side,
                 "amount_tiyn": leg.amount_tiyn,
+                "amount_atomic": leg.amount_atomic,
                 "effective_at": posting.effective_at,
             }
             for leg in posting.legs
@@ -245,123 +284,6 @@ def write_posting(
     return txn, True
 
 
-def event_key(event_id: str) -> str:
-    return f"invoice-event:{event_id}"
-
-
 def merchant_fee_bp(invoice: Invoice, settings: Settings) -> int:
     fee_bp = invoice.merchant.fee_bp
     return settings.default_fee_bp if fee_bp is None else fee_bp
-
-
-def post_invoice_event(
-    session: Session, settings: Settings, event: InvoiceEvent
-) -> LedgerTransaction | None:
-    """Post what `event` means for the ledger; idempotent; the caller commits.
-
-    The invoice's earlier ledger events are handled first, in version order, so the result
-    never depends on the order the stream or a replay delivers them in.
-    """
-    if event.type not in LEDGER_EVENTS:
-        return None
-    invoice = event.invoice
-    events = session.scalars(
-        select(InvoiceEvent)
-        .where(
-            InvoiceEvent.invoice_id == invoice.id,
-            InvoiceEvent.type.in_([e.value for e in LEDGER_EVENTS]),
-            InvoiceEvent.invoice_version <= event.invoice_version,
-        )
-        .order_by(InvoiceEvent.invoice_version)
-    ).all()
-    posted = {
-        txn.idempotency_key: txn
-        for txn in session.scalars(
-            select(LedgerTransaction).where(LedgerTransaction.invoice_id == invoice.id)
-        )
-    }
-    handled = set(
-        session.scalars(
-            select(HandledEvent.event_id).where(HandledEvent.event_id.in_([e.id for e in events]))
-        )
-    )
-    open_settlement: LedgerTransaction | None = None
-    result: LedgerTransaction | None = None
-    for ev in events:
-        txn = posted.get(event_key(ev.id))
-        if txn is None and ev.id not in handled:
-            txn = _post_one(session, settings, invoice, ev, open_settlement)
-            session.add(
-                HandledEvent(event_id=ev.id, transaction_id=None if txn is None else txn.id)
-            )
-        if txn is not None:
-            open_settlement = txn if txn.kind is TransactionKind.SETTLEMENT else None
-        if ev.id == event.id:
-            result = txn
-    session.flush()
-    return result
-
-
-def _post_one(
-    session: Session,
-    settings: Settings,
-    invoice: Invoice,
-    event: InvoiceEvent,
-    open_settlement: LedgerTransaction | None,
-) -> LedgerTransaction | None:
-    if event.type == EventType.SETTLED:
-        if open_settlement is not None:
-            log.warning("invoice %s settled again without a reversal; not posted", invoice.id)
-            return None
-        paid = event.data.get("paid_atomic", invoice.amount_paid_atomic)
-        gross = gross_tiyn(invoice.method, int(paid), invoice.rate, settings.kzte_decimals)
-        amounts = settlement_amounts(invoice.price_tiyn, gross, merchant_fee_bp(invoice, settings))
-        legs = settlement_legs(invoice.method, invoice.merchant_id, amounts)
-        if not legs:
-            return None  # settled by hand with nothing received: no value moved
-        posting = Posting(
-            key=event_key(event.id),
-            kind=TransactionKind.SETTLEMENT,
-            legs=legs,
-            effective_at=event.created_at,
-            invoice_id=invoice.id,
-            merchant_id=invoice.merchant_id,
-            method=invoice.method.value,
-            description=f"invoice {invoice.id} settled",
-        )
-        return write_posting(session, posting, known_new=True)[0]
-    if open_settlement is None:
-        return None  # invalid before it ever settled: nothing was posted, nothing to undo
-    legs = reversal_legs(Leg(e.account, e.side, e.amount_tiyn) for e in open_settlement.entries)
-    posting = Posting(
-        key=event_key(event.id),
-        kind=TransactionKind.REVERSAL,
-        legs=legs,
-        effective_at=event.created_at,
-        invoice_id=invoice.id,
-        merchant_id=invoice.merchant_id,
-        method=invoice.method.value,
-        description=f"invoice {invoice.id} {event.type.removeprefix('invoice.')}: reversal",
-        reverses_id=open_settlement.id,
-    )
-    return write_posting(session, posting, known_new=True)[0]
-
-
-def post_conversion(
-    session: Session,
-    key: str,
-    method: PaymentMethod,
-    cleared_tiyn: int,
-    received_tiyn: int,
-    at: datetime,
-) -> LedgerTransaction:
-    """Record crypto converted to fiat (nothing calls this yet: conversion is manual today)."""
-    posting = Posting(
-        key=key,
-        kind=TransactionKind.CONVERSION,
-        legs=conversion_legs(method, cleared_tiyn, received_tiyn),
-        effective_at=at,
-        method=method.value,
-        description=f"{method.value} converted to KZT",
-    )
-    return write_posting(session, posting)[0]

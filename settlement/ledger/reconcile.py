@@ -1,8 +1,11 @@
-"""Reconciliation: what the chains say we received versus what the ledger's clearing holds.
+"""Reconciliation: what the chains say was received versus what the ledger holds (DESIGN §7).
 
-For every invoice settled in the period, or with a settlement / reversal posted in it:
-expected = its final payments valued at the locked rate (the posting rules' rounding), and
-cleared = the net debit of its clearing account over all time. Any difference is listed.
+Per invoice (settled in the period, with a posting in it, or a payment final in it): expected
+= its FINAL payments, each valued at the locked rate (the receipts' rounding), and cleared =
+the net debit of its holding account (zone clearing, or the `direct` merchant's memorandum)
+over all time; any difference is listed with its cause. Per method, all time: the clearing
+account's atomic balance against the final payments to the zone's destinations, less recorded
+conversions and confirmed refunds.
 Then each final payment is re-checked against its node through a `PaymentVerifier`
 (implemented by the chain adapters); `None` means the node could not say, which is reported
 as unknown, never as a failure.
@@ -14,16 +17,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from pos import chart
 from pos.errors import PosError
-from pos.models import Invoice, Payment, PaymentStatus
+from pos.models import Invoice, Payment, PaymentStatus, SettlementMode
 from pos.settings import Settings
-from pos.states import InvoiceStatus
-from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
+from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger.balances import SIGNED_ATOMIC, SIGNED_TIYN
+from settlement.ledger.models import (
+    Conversion,
+    LedgerEntry,
+    LedgerTransaction,
+    Side,
+    TransactionKind,
+)
 from settlement.ledger.posting import gross_tiyn
-from settlement.ledger.reports import SALES, DateRange, Table
+from settlement.ledger.reports import DateRange, Table
 
 CLEARING_PREFIX = "zone:clearing:"
 
@@ -38,16 +49,52 @@ class PaymentVerifier(Protocol):
 
 @dataclass(frozen=True)
 class InvoiceDifference:
+    """One invoice whose postings disagree with its payments, and why."""
+
     invoice_id: str
     merchant_id: int
     method: str
     status: str
-    expected_tiyn: int
-    cleared_tiyn: int
+    expected_tiyn: int  # its FINAL payments, each at the locked rate, rounded down
+    cleared_tiyn: int  # what its receipts hold on the clearing (or memorandum) account
+    cause: str = ""
 
     @property
     def difference_tiyn(self) -> int:
         return self.cleared_tiyn - self.expected_tiyn
+
+
+@dataclass(frozen=True)
+class MethodBalance:
+    """Per method (`tenge` money only): the clearing account against the zone's destinations."""
+
+    method: str
+    chain_final_atomic: int  # final payments to the zone's destinations, as found on chain
+    converted_atomic: int  # recorded conversions
+    refunded_atomic: int  # confirmed refunds sent from the zone
+    clearing_atomic: int
+    clearing_tiyn: int
+    unbooked_atomic: int  # final payments worth less than a tiyn: never booked (listed)
+
+    @property
+    def expected_atomic(self) -> int:
+        return (
+            self.chain_final_atomic
+            - self.converted_atomic
+            - self.refunded_atomic
+            - self.unbooked_atomic
+        )
+
+    @property
+    def difference_atomic(self) -> int:
+        return self.clearing_atomic - self.expected_atomic
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **vars(self),
+            "expected_atomic": self.expected_atomic,
+            "difference_atomic": self.difference_atomic,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,6 +115,7 @@ class Reconciliation:
     cleared_tiyn: int
     differences: list[InvoiceDifference]
     checks: list[ChainCheck] = field(default_factory=list)
+    methods: list[MethodBalance] = field(default_factory=list)
 
     def check_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(("confirmed", "contradicted", "unknown", "not checked"), 0)
@@ -78,6 +126,10 @@ class Reconciliation:
     @property
     def chain_problems(self) -> list[ChainCheck]:
         return [c for c in self.checks if c.result in ("contradicted", "unknown")]
+
+    @property
+    def method_differences(self) -> list[MethodBalance]:
+        return [m for m in self.methods if m.difference_atomic != 0]
 
     def tables(self) -> dict[str, Table]:
         return {
@@ -90,6 +142,7 @@ class Reconciliation:
                     "expected_tiyn",
                     "cleared_tiyn",
                     "difference_tiyn",
+                    "cause",
                 ),
                 [
                     (
@@ -100,8 +153,36 @@ class Reconciliation:
                         d.expected_tiyn,
                         d.cleared_tiyn,
                         d.difference_tiyn,
+                        d.cause,
                     )
                     for d in self.differences
+                ],
+            ),
+            "methods": (
+                (
+                    "method",
+                    "chain_final_atomic",
+                    "converted_atomic",
+                    "refunded_atomic",
+                    "unbooked_atomic",
+                    "expected_atomic",
+                    "clearing_atomic",
+                    "difference_atomic",
+                    "clearing_tiyn",
+                ),
+                [
+                    (
+                        m.method,
+                        m.chain_final_atomic,
+                        m.converted_atomic,
+                        m.refunded_atomic,
+                        m.unbooked_atomic,
+                        m.expected_atomic,
+                        m.clearing_atomic,
+                        m.difference_atomic,
+                        m.clearing_tiyn,
+                    )
+                    for m in self.methods
                 ],
             ),
             "chain": (
@@ -123,6 +204,8 @@ class Reconciliation:
             "differences": [
                 {**vars(d), "difference_tiyn": d.difference_tiyn} for d in self.differences
             ],
+            "methods": [m.as_dict() for m in self.methods],
+            "method_differences": len(self.method_differences),
             "chain_checks": self.check_counts(),
             "chain_problems": [vars(c) for c in self.chain_problems],
         }
@@ -134,18 +217,24 @@ def reconcile(
     period: DateRange,
     verifiers: Mapping[str, PaymentVerifier] | None = None,
 ) -> Reconciliation:
-    """Compare settled payments with clearing postings; re-check payments with the nodes."""
+    """Each invoice's receipts against its final payments; each method's clearing balance
+    against the zone's destinations; then the final payments re-checked with the nodes."""
     posted_ids = select(LedgerTransaction.invoice_id).where(
-        LedgerTransaction.kind.in_(SALES),
         LedgerTransaction.effective_at >= period.start_at,
         LedgerTransaction.effective_at < period.end_before,
         LedgerTransaction.invoice_id.is_not(None),
+    )
+    final_ids = select(Payment.invoice_id).where(
+        Payment.status == PaymentStatus.FINAL,
+        Payment.updated_at >= period.start_at,
+        Payment.updated_at < period.end_before,
     )
     invoices: Sequence[Invoice] = session.scalars(
         select(Invoice)
         .where(
             or_(
                 Invoice.id.in_(posted_ids),
+                Invoice.id.in_(final_ids),
                 (Invoice.status == InvoiceStatus.SETTLED)
                 & (Invoice.settled_at >= period.start_at)
                 & (Invoice.settled_at < period.end_before),
@@ -153,18 +242,28 @@ def reconcile(
         )
         .order_by(Invoice.created_at)
     ).all()
-    cleared = _cleared_by_invoice(session, [inv.id for inv in invoices])
+    held = _held_by_invoice(session, [inv.id for inv in invoices])
     result = Reconciliation(period, len(invoices), 0, 0, [])
     for invoice in invoices:
         final = [p for p in invoice.payments if p.status is PaymentStatus.FINAL]
-        expected = 0
-        if invoice.status is InvoiceStatus.SETTLED:
-            paid = sum(p.amount_atomic for p in final)
-            expected = gross_tiyn(invoice.method, paid, invoice.rate, settings.kzte_decimals)
-        got = cleared.get(invoice.id, 0)
+        values = [
+            gross_tiyn(invoice.method, p.amount_atomic, invoice.rate, settings.kzte_decimals)
+            for p in final
+        ]
+        expected = sum(values)
+        got, unallocated = held.get(invoice.id, (0, 0))
         result.expected_tiyn += expected
         result.cleared_tiyn += got
-        if got != expected:
+        cause = ""
+        if got < expected:
+            cause = "a final payment is not booked yet (is the worker's ledger duty running?)"
+        elif got > expected:
+            cause = "a payment that is no longer final is still booked"
+        elif unallocated < 0:
+            cause = "marked settled for more than its final payments received"
+        elif any(v == 0 for v in values):
+            cause = "a final payment worth less than 1 tiyn at the locked rate: not booked"
+        if cause:
             result.differences.append(
                 InvoiceDifference(
                     invoice.id,
@@ -173,15 +272,18 @@ def reconcile(
                     invoice.status.value,
                     expected,
                     got,
+                    cause,
                 )
             )
-        if invoice.status is InvoiceStatus.SETTLED:
+        if final:
             result.checks += [_check(invoice.id, p, verifiers or {}) for p in final]
+    result.methods = [_method_balance(session, settings, m) for m in PaymentMethod]
     return result
 
 
-def _cleared_by_invoice(session: Session, invoice_ids: list[str]) -> dict[str, int]:
-    cleared: dict[str, int] = {}
+def _held_by_invoice(session: Session, invoice_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """invoice -> (net debit of its holding account, net credit of its unallocated account)."""
+    held: dict[str, tuple[int, int]] = {}
     for start in range(0, len(invoice_ids), 500):
         chunk = invoice_ids[start : start + 500]
         for invoice_id, account, side, amount in session.execute(
@@ -194,10 +296,60 @@ def _cleared_by_invoice(session: Session, invoice_ids: list[str]) -> dict[str, i
             .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
             .where(LedgerTransaction.invoice_id.in_(chunk))
         ):
-            if invoice_id is not None and account.startswith(CLEARING_PREFIX):
-                signed = amount if side is Side.DEBIT else -amount
-                cleared[invoice_id] = cleared.get(invoice_id, 0) + signed
-    return cleared
+            if invoice_id is None:
+                continue
+            signed = amount if side is Side.DEBIT else -amount
+            got, unallocated = held.get(invoice_id, (0, 0))
+            if account.startswith(CLEARING_PREFIX) or ":crypto_received:" in account:
+                got += signed
+            elif account == chart.UNALLOCATED or account.endswith(":sales_unallocated"):
+                unallocated -= signed
+            held[invoice_id] = (got, unallocated)
+    return held
+
+
+def _method_balance(session: Session, settings: Settings, method: PaymentMethod) -> MethodBalance:
+    """All time: what the zone's destinations received, net of what left them."""
+    tenge_final = session.execute(
+        select(Payment.amount_atomic, Invoice.rate)
+        .join(Invoice, Invoice.id == Payment.invoice_id)
+        .where(
+            Payment.status == PaymentStatus.FINAL,
+            Invoice.method == method,
+            Invoice.settlement_mode == SettlementMode.TENGE,
+        )
+    ).all()
+    chain = sum(amount for amount, _rate in tenge_final)
+    unbooked = sum(
+        amount
+        for amount, rate in tenge_final
+        if gross_tiyn(method, amount, rate, settings.kzte_decimals) == 0
+    )
+    converted = session.scalar(
+        select(func.sum(Conversion.amount_atomic)).where(Conversion.method == method.value)
+    )
+    refunded = session.scalar(
+        select(func.sum(LedgerEntry.amount_atomic))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.kind == TransactionKind.REFUND,
+            LedgerEntry.account == chart.clearing(method),
+        )
+    )
+    tiyn, atomic = session.execute(
+        select(func.sum(SIGNED_TIYN), func.sum(SIGNED_ATOMIC)).where(
+            LedgerEntry.account == chart.clearing(method)
+        )
+    ).one()
+    return MethodBalance(
+        method.value,
+        chain,
+        int(converted or 0),
+        int(refunded or 0),
+        int(atomic or 0),
+        int(tiyn or 0),
+        unbooked,
+    )
 
 
 def _check(

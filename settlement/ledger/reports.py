@@ -1,8 +1,9 @@
 """Report queries: the operator's zone dashboard and a merchant's statement.
 
 Numbers come from the ledger (volume, fees, balances) and the invoices (counts, timings);
-the web pages and `cryptocity report … --json` render these same dataclasses. Days are UTC
-days, as for payouts. Money is int tiyn; durations are whole seconds.
+the web pages and `cryptocity report … --json` render these same dataclasses. Days are business
+days (Asia/Almaty, UTC+5, pos.business_day): a range and each per-day row cut at local midnight,
+19:00 UTC. Money is int tiyn; durations are whole seconds.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Integer, case, cast, func, select
+from sqlalchemy import BigInteger, Date, Integer, case, cast, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from pos import business_day
 from pos.errors import ValidationError
 from pos.models import Invoice, Merchant
 from pos.states import InvoiceStatus, PaymentMethod
@@ -29,29 +31,34 @@ from settlement.ledger.models import (
     Side,
     TransactionKind,
 )
-from settlement.ledger.payouts import day_start
-from settlement.ledger.posting import FEES, clearing_account, payable_account
+from settlement.ledger.posting import FEES, payable_account
 
 MAX_RANGE_DAYS = 366
 METHODS = tuple(m.value for m in PaymentMethod)
-SALES = (TransactionKind.SETTLEMENT, TransactionKind.REVERSAL)
+# A sale is an allocation (posting.allocation_legs) and, if it was undone, its reversal: the
+# volume is what left the unallocated account for sales, in `tenge` and `direct` alike.
+ALLOCATED = LedgerTransaction.fact == "allocation"
+UNALLOCATED = "zone:unallocated"
+UNALLOCATED_ACCOUNTS = or_(
+    LedgerEntry.account == UNALLOCATED, LedgerEntry.account.like("merchant:%:sales_unallocated")
+)
 Table = tuple[Sequence[str], list[Sequence[Any]]]
 
 
 @dataclass(frozen=True)
 class DateRange:
-    """Whole UTC days, both ends included."""
+    """Whole business days (pos.business_day), both ends included."""
 
     start: date
     end: date
 
     @property
     def start_at(self) -> datetime:
-        return day_start(self.start)
+        return business_day.day_start(self.start)
 
     @property
     def end_before(self) -> datetime:
-        return day_start(self.end + timedelta(days=1))
+        return business_day.day_range(self.start, self.end)[1]
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
@@ -83,10 +90,19 @@ def _parse_date(text: str, field_name: str) -> date:
 # --- dialect helpers --------------------------------------------------------------------------
 
 
-def _day(session: Session, column: Any) -> ColumnElement[Any]:
+# The zone's fixed offset ("+300 minutes"), written into the SQL as a constant rather than a
+# bound parameter, so the GROUP BY expression is the very text of the selected column.
+_OFFSET = f"{int(business_day.ZONE_TZ.utcoffset(None).total_seconds()) // 60:+d} minutes"
+
+
+def _local_day(session: Session, column: Any) -> ColumnElement[Any]:
+    """The business day of a stored UTC time, computed by the database."""
     if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
+        # timezone(interval, timestamptz): the wall clock at that offset (ISO sign, unlike
+        # the POSIX '+05' zone names, which mean UTC-5).
+        return cast(func.timezone(literal_column(f"INTERVAL '{_OFFSET}'"), column), Date)
+    # SQLite keeps UTC as text; date() with a modifier shifts it onto the zone's clock.
+    return func.date(column, literal_column(f"'{_OFFSET}'"))
 
 
 def _seconds_between(session: Session, later: Any, earlier: Any) -> ColumnElement[Any]:
@@ -224,18 +240,16 @@ def zone_dashboard(session: Session, period: DateRange) -> ZoneDashboard:
         LedgerEntry.effective_at >= period.start_at,
         LedgerEntry.effective_at < period.end_before,
     )
-    day = _day(session, LedgerEntry.effective_at)
+    day = _local_day(session, LedgerEntry.effective_at)
     volume: dict[date, dict[str, int]] = {d: dict.fromkeys(METHODS, 0) for d in period.days()}
-    clearing = {clearing_account(m): m for m in METHODS}
-    for row_day, account, amount in session.execute(
-        select(day, LedgerEntry.account, signed_sum())
+    for row_day, method, amount in session.execute(
+        select(day, LedgerTransaction.method, signed_sum())
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(*in_range, LedgerEntry.account.in_(clearing), LedgerTransaction.kind.in_(SALES))
-        .group_by(day, LedgerEntry.account)
+        .where(*in_range, ALLOCATED, UNALLOCATED_ACCOUNTS)
+        .group_by(day, LedgerTransaction.method)
     ):
-        volume.setdefault(_as_date(row_day), dict.fromkeys(METHODS, 0))[clearing[account]] += int(
-            amount
-        )
+        if method in METHODS:
+            volume.setdefault(_as_date(row_day), dict.fromkeys(METHODS, 0))[method] += int(amount)
     by_method = {m: sum(v[m] for v in volume.values()) for m in METHODS}
 
     fees = -int(
@@ -298,14 +312,14 @@ def _merchant_activity(session: Session, period: DateRange) -> list[MerchantActi
         .where(
             LedgerEntry.effective_at >= period.start_at,
             LedgerEntry.effective_at < period.end_before,
-            LedgerTransaction.kind.in_(SALES),
+            ALLOCATED,
         )
         .group_by(LedgerTransaction.merchant_id, LedgerEntry.account)
     ):
         if merchant_id is None:
             continue
         activity = row(int(merchant_id))
-        if account.startswith("zone:clearing:"):
+        if account == UNALLOCATED or account.endswith(":sales_unallocated"):
             activity.volume_tiyn += int(amount)
         elif account == FEES:
             activity.fees_tiyn -= int(amount)
@@ -316,7 +330,7 @@ def _merchant_activity(session: Session, period: DateRange) -> list[MerchantActi
         .where(
             LedgerTransaction.effective_at >= period.start_at,
             LedgerTransaction.effective_at < period.end_before,
-            LedgerTransaction.kind.in_(SALES),
+            ALLOCATED,
         )
         .group_by(LedgerTransaction.merchant_id, LedgerTransaction.kind)
     ):

@@ -30,7 +30,7 @@ from werkzeug.serving import make_server
 
 from pos import accounts
 from pos.coordination import Coordinator
-from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.errors import CoordinationUnavailableError
 from pos.models import Invoice, Role
 from pos.runtime import Runtime, make_rate_book

@@ -10,7 +10,7 @@ from pos import invoices
 from pos.models import PaymentStatus
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
-from settlement.ledger import consumer
+from settlement.ledger import booking
 from settlement.payments import Observation, observe_payment, reevaluate
 
 
@@ -35,7 +35,7 @@ def _settle(runtime: Runtime, merchant_id: int, txid: str) -> str:
 
 
 def _post_ledger(runtime: Runtime) -> None:
-    for duty in consumer.duty():
+    for duty in booking.duty():
         duty.run(runtime)
 
 

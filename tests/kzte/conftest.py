@@ -12,6 +12,7 @@ from kzte_support import EAGER, Shop
 from solders.keypair import Keypair
 
 from pos import accounts
+from pos.models import SettlementMode
 from pos.runtime import Runtime
 from sandbox.solana.validator import RunningValidator, start_validator
 from settlement.kzte_watcher import KzteWatcher
@@ -43,8 +44,13 @@ def shop(runtime: Runtime, validator: RunningValidator, shopper_dir: Path) -> Sh
     )
     wallet = str(Keypair().pubkey())  # its token account does not exist: the shopper creates it
     with runtime.session_factory() as session:
+        # `direct`: these tests watch a merchant's own wallet (the zone's is one more wallet).
         merchant = accounts.create_merchant(
-            session, runtime.settings, "KZTE Shop", solana_wallet=wallet
+            session,
+            runtime.settings,
+            "KZTE Shop",
+            solana_wallet=wallet,
+            settlement_mode=SettlementMode.DIRECT,
         )
         session.commit()
         merchant_id = merchant.id

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from pos import accounts, invoices
 from pos.db import utcnow
 from pos.invoices import InvoiceRequest
-from pos.models import Invoice
+from pos.models import Invoice, SettlementMode
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement import kzte_store
 from settlement.kzte_validation import associated_token_address
@@ -27,7 +27,13 @@ from settlement.kzte_watcher import DESTINATION_CURSOR_PREFIX, KzteWatcher
 def _merchant(shop: Shop, name: str) -> tuple[int, str]:
     wallet = str(Keypair().pubkey())
     with shop.rt.session_factory() as session:
-        merchant = accounts.create_merchant(session, shop.rt.settings, name, solana_wallet=wallet)
+        merchant = accounts.create_merchant(
+            session,
+            shop.rt.settings,
+            name,
+            solana_wallet=wallet,
+            settlement_mode=SettlementMode.DIRECT,  # each its own destination
+        )
         session.commit()
         return merchant.id, wallet
 

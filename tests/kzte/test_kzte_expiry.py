@@ -17,7 +17,7 @@ from sqlalchemy import update
 from pos import accounts, invoices
 from pos.db import utcnow
 from pos.invoices import InvoiceRequest
-from pos.models import Invoice
+from pos.models import Invoice, SettlementMode
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement.kzte_validation import associated_token_address
 from settlement.kzte_watcher import KzteWatcher, Schedule
@@ -31,7 +31,11 @@ def _other_merchant(shop: Shop) -> tuple[int, str]:
     wallet = str(Keypair().pubkey())
     with shop.rt.session_factory() as session:
         merchant = accounts.create_merchant(
-            session, shop.rt.settings, "Stuck Shop", solana_wallet=wallet
+            session,
+            shop.rt.settings,
+            "Stuck Shop",
+            solana_wallet=wallet,
+            settlement_mode=SettlementMode.DIRECT,  # its own destination, unreadable
         )
         session.commit()
         return merchant.id, wallet

@@ -18,6 +18,7 @@ import factories
 @pytest.fixture
 def shop(runtime: Runtime, session: Session) -> Merchant:
     merchant = factories.merchant(session, runtime.settings, "Ledger Shop", "ledger")
+    merchant.payout_hold_hours = 0  # paid out at once here; test_settlement_scenario holds
     session.commit()
     return merchant
 

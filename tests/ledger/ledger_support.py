@@ -7,8 +7,10 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pos.models import Invoice, PaymentStatus
+from pos.models import Invoice, LedgerQueue, PaymentStatus
+from pos.settings import Settings
 from pos.states import PaymentMethod
+from settlement.ledger.booking import book_invoice
 from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
 from settlement.payments import Observation, observe_payment, reevaluate
 
@@ -60,3 +62,14 @@ def ledger_size(session: Session, invoice_id: str | None = None) -> tuple[int, i
 
 def legs_of(txn: LedgerTransaction) -> list[tuple[str, str, int]]:
     return sorted((e.account, e.side.value, e.amount_tiyn) for e in txn.entries)
+
+
+def book_all(session: Session, settings: Settings) -> None:
+    """What the worker's ledger duty does: book every queued invoice, then commit."""
+    session.commit()
+    for queued in session.scalars(select(LedgerQueue)).all():
+        invoice = session.get(Invoice, queued.invoice_id)
+        if invoice is not None:
+            book_invoice(session, settings, invoice)
+        session.delete(queued)
+    session.commit()

@@ -7,27 +7,24 @@ import json
 from datetime import timedelta
 
 import pytest
-from ledger_support import MakeInvoice, pay
-from sqlalchemy import select
+from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
 from pos.db import utcnow
 from pos.errors import ValidationError
-from pos.models import InvoiceEvent, Merchant, Payment, PaymentStatus
+from pos.models import Merchant, Payment, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
 from settlement.ledger import cli, payouts, reconcile, reports, statements
 from settlement.ledger.errors import PayoutError, PayoutNotFoundError
 from settlement.ledger.models import PayoutStatus
-from settlement.ledger.posting import post_invoice_event
 
 import factories
 
 
 def _post_all(session: Session, runtime: Runtime) -> None:
-    for event in session.scalars(select(InvoiceEvent)).all():
-        post_invoice_event(session, runtime.settings, event)
-    session.commit()
+    """What the worker's ledger duty does with every change."""
+    book_all(session, runtime.settings)
 
 
 @pytest.fixture
@@ -41,6 +38,7 @@ def two_shops(
     runtime: Runtime, session: Session, shop: Merchant, make_invoice: MakeInvoice
 ) -> tuple[Merchant, Merchant]:
     other = factories.merchant(session, runtime.settings, "Other Shop", "other")
+    other.payout_hold_hours = 0
     session.commit()
     for price in (100_000, 200_000):
         invoice = make_invoice(price)
@@ -152,8 +150,9 @@ def test_reconciliation_lists_differences_and_node_answers(
     clean = reconcile.reconcile(session, runtime.settings, today)
     assert clean.differences == [] and clean.expected_tiyn == clean.cleared_tiyn == 600_000
     assert clean.check_counts()["not checked"] == 3
+    assert clean.method_differences == []  # both shops are `tenge`: all of it in clearing
 
-    # Settled, but the consumer never posted it: the clearing account misses its value.
+    # Settled, but the booking never ran: the clearing account misses its value.
     unposted = make_invoice(70_000)
     pay(session, unposted, unposted.amount_due_atomic)
     answers: dict[str, bool | None] = {f"tx-{unposted.id}": False}
@@ -161,6 +160,9 @@ def test_reconciliation_lists_differences_and_node_answers(
     [difference] = result.differences
     assert difference.invoice_id == unposted.id
     assert (difference.expected_tiyn, difference.cleared_tiyn) == (70_000, 0)
+    assert "not booked yet" in difference.cause
+    [kzte] = result.method_differences
+    assert kzte.method == "kzte" and kzte.difference_atomic == -unposted.amount_due_atomic
     counts = result.check_counts()
     assert counts["contradicted"] == 1 and counts["unknown"] == 3
     assert json.loads(json.dumps(result.as_dict()))["difference_tiyn"] == -70_000

@@ -1,4 +1,4 @@
-"""The posting rules as plain functions: fee rounding, the split of gross, balanced legs."""
+"""The posting rules as plain functions: fee rounding, allocation, book value, balanced legs."""
 
 from decimal import Decimal
 
@@ -13,16 +13,17 @@ from settlement.ledger.posting import (
     BANK,
     FEES,
     FX_RESULT,
-    REFUNDS_DUE,
     Leg,
+    allocation,
+    allocation_legs,
+    book_value_tiyn,
     check_balanced,
     conversion_legs,
     fee_tiyn,
     gross_tiyn,
     payout_legs,
+    receipt_legs,
     reversal_legs,
-    settlement_amounts,
-    settlement_legs,
 )
 
 
@@ -41,47 +42,83 @@ def test_gross_rounds_down_at_the_locked_rate() -> None:
     assert gross_tiyn(PaymentMethod.KZTE, 1_002_234_567, Decimal(1), 6) == 100_223
 
 
-def test_overpayment_goes_to_refunds_due() -> None:
-    amounts = settlement_amounts(100_100, 100_223, 150)
-    assert (amounts.owed_tiyn, amounts.fee_tiyn, amounts.net_tiyn) == (100_100, 1502, 98_598)
-    assert amounts.overpayment_tiyn == 123
-    assert settlement_legs(PaymentMethod.KZTE, 7, amounts) == [
-        Leg("zone:clearing:kzte", Side.DEBIT, 100_223),
-        Leg("merchant:7:payable", Side.CREDIT, 98_598),
-        Leg(FEES, Side.CREDIT, 1502),
-        Leg(REFUNDS_DUE, Side.CREDIT, 123),
+def test_allocation_splits_the_due_value_into_net_fee_and_rounding() -> None:
+    # A BTC quote's satoshi ceiling: 2 500 ₸ asked, the due satoshi are worth 2 500.06 ₸.
+    split = allocation(250_000, 250_006, 100)
+    assert (split.owed_tiyn, split.fee_tiyn, split.net_tiyn) == (250_000, 2500, 247_500)
+    assert split.rounding_tiyn == 6
+    assert allocation_legs(False, 7, split) == [
+        Leg("zone:unallocated", Side.DEBIT, 250_006),
+        Leg("merchant:7:payable", Side.CREDIT, 247_500),
+        Leg(FEES, Side.CREDIT, 2500),
+        Leg("zone:rounding", Side.CREDIT, 6),
+    ]
+
+
+def test_direct_allocation_records_the_sale_and_the_fee_owed() -> None:
+    split = allocation(100_000, 100_000, 100)
+    assert allocation_legs(True, 3, split) == [
+        Leg("merchant:3:sales_unallocated", Side.DEBIT, 100_000),
+        Leg("merchant:3:sales", Side.CREDIT, 100_000),
+        Leg("merchant:3:fees_due", Side.DEBIT, 1000),
+        Leg(FEES, Side.CREDIT, 1000),
     ]
 
 
 def test_underpayment_within_tolerance_owes_what_came_in() -> None:
-    amounts = settlement_amounts(100_000, 99_500, 100)
-    assert amounts.owed_tiyn == 99_500 and amounts.overpayment_tiyn == 0
-    assert amounts.fee_tiyn == 1000 and amounts.net_tiyn == 98_500
-    legs = settlement_legs(PaymentMethod.BTC, 1, amounts)
-    assert [leg.account for leg in legs] == ["zone:clearing:btc", "merchant:1:payable", FEES]
+    split = allocation(100_000, 99_500, 100)
+    assert split.owed_tiyn == 99_500 and split.rounding_tiyn == 0
+    assert split.fee_tiyn == 1000 and split.net_tiyn == 98_500
 
 
 def test_fee_never_exceeds_what_is_owed() -> None:
-    amounts = settlement_amounts(10_000, 50, 10_000)
-    assert amounts.fee_tiyn == 50 and amounts.net_tiyn == 0
-    check_balanced(settlement_legs(PaymentMethod.KZTE, 1, amounts))
+    split = allocation(10_000, 50, 10_000)
+    assert split.fee_tiyn == 50 and split.net_tiyn == 0
+    check_balanced(allocation_legs(False, 1, split))
+
+
+def test_receipts_carry_the_quantity_on_the_holding_account() -> None:
+    assert receipt_legs(False, PaymentMethod.BTC, 2, 5_000, 12_345) == [
+        Leg("zone:clearing:btc", Side.DEBIT, 5_000, 12_345),
+        Leg("zone:unallocated", Side.CREDIT, 5_000),
+    ]
+    assert receipt_legs(True, PaymentMethod.KZTE, 2, 5_000, 50_000_000) == [
+        Leg("merchant:2:crypto_received:kzte", Side.DEBIT, 5_000, 50_000_000),
+        Leg("merchant:2:sales_unallocated", Side.CREDIT, 5_000),
+    ]
 
 
 @given(
     price=st.integers(1, 10**12),
-    gross=st.integers(0, 2 * 10**12),
+    allocated=st.integers(1, 2 * 10**12),
     fee_bp=st.integers(0, 10_000),
+    direct=st.booleans(),
 )
-def test_gross_is_net_plus_fee_plus_overpayment(price: int, gross: int, fee_bp: int) -> None:
-    a = settlement_amounts(price, gross, fee_bp)
-    assert a.gross_tiyn == a.net_tiyn + a.fee_tiyn + a.overpayment_tiyn
-    assert min(a.net_tiyn, a.fee_tiyn, a.overpayment_tiyn) >= 0
-    legs = settlement_legs(PaymentMethod.KZTE, 3, a)
-    if gross > 0:
-        check_balanced(legs)
-        check_balanced(reversal_legs(legs))
-    else:
-        assert legs == []
+def test_allocated_is_net_plus_fee_plus_rounding(
+    price: int, allocated: int, fee_bp: int, direct: bool
+) -> None:
+    a = allocation(price, allocated, fee_bp)
+    assert a.allocated_tiyn == a.net_tiyn + a.fee_tiyn + a.rounding_tiyn
+    assert min(a.net_tiyn, a.fee_tiyn, a.rounding_tiyn) >= 0
+    legs = allocation_legs(direct, 3, a)
+    check_balanced(legs)
+    check_balanced(reversal_legs(legs))
+
+
+@given(
+    balance_atomic=st.integers(1, 10**15),
+    balance_tiyn=st.integers(1, 10**13),
+    data=st.data(),
+)
+def test_book_value_is_proportional_and_takes_all_of_a_whole_balance(
+    balance_atomic: int, balance_tiyn: int, data: st.DataObject
+) -> None:
+    amount = data.draw(st.integers(1, balance_atomic))
+    book = book_value_tiyn(balance_tiyn, balance_atomic, amount)
+    exact = Decimal(balance_tiyn) * amount / balance_atomic
+    assert abs(Decimal(book) - exact) <= Decimal("0.5")
+    assert book_value_tiyn(balance_tiyn, balance_atomic, balance_atomic) == balance_tiyn
+    assert 0 <= book <= balance_tiyn
 
 
 def test_reversal_swaps_every_side() -> None:
@@ -101,10 +138,10 @@ def test_reversal_swaps_every_side() -> None:
     ],
 )
 def test_conversion_books_the_rate_difference(received: int, fx: list[Leg]) -> None:
-    legs = conversion_legs(PaymentMethod.BTC, 10_000, received)
+    legs = conversion_legs(PaymentMethod.BTC, 40_000, 10_000, received)
     assert legs == [
         Leg(BANK, Side.DEBIT, received),
-        Leg("zone:clearing:btc", Side.CREDIT, 10_000),
+        Leg("zone:clearing:btc", Side.CREDIT, 10_000, 40_000),
         *fx,
     ]
     check_balanced(legs)

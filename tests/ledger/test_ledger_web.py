@@ -7,15 +7,14 @@ import re
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from ledger_support import MakeInvoice, pay
+from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pos.models import AuditLog, InvoiceEvent, Role
+from pos.models import AuditLog, Role
 from pos.runtime import Runtime
 from settlement.ledger import payouts
 from settlement.ledger.models import Payout, PayoutStatus
-from settlement.ledger.posting import post_invoice_event
 
 import factories
 from portal_helpers import csrf_from, login
@@ -39,6 +38,7 @@ def web(reports_app: Flask) -> FlaskClient:
 def world(runtime: Runtime, session: Session, make_invoice: MakeInvoice) -> dict[str, int]:
     shop = factories.merchant(session, runtime.settings, "Shop A", "a")
     other = factories.merchant(session, runtime.settings, "Shop B", "b")
+    shop.payout_hold_hours = other.payout_hold_hours = 0  # paid out at once in these tests
     factories.user(session, "owner@a.test", Role.OWNER, shop.id)
     factories.user(session, "cashier@a.test", Role.CASHIER, shop.id)
     factories.user(session, "owner@b.test", Role.OWNER, other.id)
@@ -47,9 +47,7 @@ def world(runtime: Runtime, session: Session, make_invoice: MakeInvoice) -> dict
     for merchant, price in ((shop, 100_000), (other, 250_000)):
         invoice = make_invoice(price, merchant=merchant)
         pay(session, invoice, invoice.amount_due_atomic)
-    for event in session.scalars(select(InvoiceEvent)).all():
-        post_invoice_event(session, runtime.settings, event)
-    session.commit()
+    book_all(session, runtime.settings)
     return {"shop": shop.id, "other": other.id}
 
 
@@ -154,7 +152,8 @@ def test_payouts_run_export_and_mark_paid_with_csrf(
 def test_reconciliation_page_and_csv(web: FlaskClient, world: dict[str, int]) -> None:
     login(web, "ops@zone.test", factories.PASSWORD)
     html = web.get("/reports/reconcile").get_data(as_text=True)
-    assert "The ledger matches the settled payments." in html
+    assert "Every final payment is booked, and nothing else is." in html
+    assert "Clearing accounts against the zone" in html
     chain = web.get("/reports/reconcile/chain.csv").get_data(as_text=True)
     assert chain.splitlines()[0] == "invoice_id,chain,txid,output_index,amount_atomic,result"
     # The test payments carry made-up signatures: the Solana verifier calls them contradicted.

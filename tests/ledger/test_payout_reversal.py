@@ -16,26 +16,23 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from ledger_support import MakeInvoice, pay, unbalanced_transactions
+from ledger_support import MakeInvoice, book_all, pay, unbalanced_transactions
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pos.cli import main
 from pos.db import utcnow
-from pos.models import AuditLog, InvoiceEvent, Merchant, PaymentStatus
+from pos.models import AuditLog, Merchant, PaymentStatus
 from pos.runtime import Runtime
 from settlement.ledger import statements
-from settlement.ledger.posting import post_invoice_event
 from settlement.ledger.reports import DateRange
 
 NET_A, NET_B, NET_C = 99_000, 198_000, 297_000  # prices 1 000 / 2 000 / 3 000 ₸, 1 % fee
 
 
 def _post_all(session: Session, runtime: Runtime) -> None:
-    """What the ledger consumer does with every invoice event."""
-    for event in session.scalars(select(InvoiceEvent)).all():
-        post_invoice_event(session, runtime.settings, event)
-    session.commit()
+    """What the worker's ledger duty does with every change."""
+    book_all(session, runtime.settings)
 
 
 @dataclass

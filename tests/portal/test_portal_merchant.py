@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from pos.demo import demo_account_xpub, demo_solana_wallet
+from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.methods.bitcoin import GAP_LIMIT, first_addresses
 from pos.models import AuditLog, Merchant
 from pos.runtime import Runtime

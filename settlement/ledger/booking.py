@@ -1,0 +1,260 @@
+"""Booking: an invoice's postings follow its payments (DESIGN §7).
+
+`wanted_postings` is the rule: from the invoice's payments and status alone it says which
+postings should stand now —
+  receipt:<payment id>  each FINAL payment worth at least a tiyn: its value and quantity
+                        (`tenge`: Dr zone:clearing / Cr zone:unallocated; `direct`: the
+                        merchant's memorandum accounts)
+  allocation            a SETTLED invoice: the value of min(due, the counted final amount) —
+                        for a marked one, of the amount paid at the mark — to payable + fee +
+                        rounding (`tenge`), or to sales and fees_due (`direct`)
+  owed_back             a SETTLED, EXPIRED or INVALID invoice: whatever it received beyond its
+                        allocation (paid over, paid after the late window, expired short,
+                        invalidated) to zone:refunds_due, or to the merchant's refunds_owed
+`book_invoice` compares that with the postings standing and writes the difference: a posting
+no longer wanted is reversed (exactly its own legs), a wanted one not standing is written, and
+a changed one is reversed and written again. Keys make every step happen once:
+`invoice:<id>:<fact>:<n>` for the n-th posting of a fact, `reversal:<transaction id>`, plus the
+unique `reverses_id`. So a payment that loses finality takes exactly its own receipt with it;
+a second, unconfirmed payment is never booked until it is final itself; and running the
+booking again changes nothing.
+
+Changes reach the booking through `ledger_queue` (written in the transaction that changed the
+payment or the invoice); `drain_queue` is the worker's duty. On PostgreSQL the invoice row is
+locked while it is booked, so a watcher's change waits (and re-queues it) rather than racing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pos.db import utcnow
+from pos.models import Invoice, LedgerQueue, PaymentStatus, SettlementMode
+from pos.runtime import Runtime
+from pos.settings import Settings
+from pos.states import EventType, InvoiceStatus
+from settlement.ledger.models import LedgerTransaction, TransactionKind
+from settlement.ledger.posting import (
+    Leg,
+    Posting,
+    allocation,
+    allocation_legs,
+    gross_tiyn,
+    merchant_fee_bp,
+    owed_back_legs,
+    receipt_legs,
+    reversal_legs,
+    write_posting,
+)
+from settlement.worker import Duty
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({InvoiceStatus.SETTLED, InvoiceStatus.EXPIRED, InvoiceStatus.INVALID})
+# Kinds the booking owns; payouts, conversions, refunds and fee payments are posted elsewhere.
+BOOKED_KINDS = frozenset(
+    {TransactionKind.RECEIPT, TransactionKind.SETTLEMENT, TransactionKind.OWED_BACK}
+)
+DRAIN_BATCH = 200
+DRAIN_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A posting the invoice's current state calls for."""
+
+    fact: str
+    kind: TransactionKind
+    legs: tuple[Leg, ...]
+    payment_id: int | None = None
+
+
+def paid_at_mark(invoice: Invoice) -> int:
+    """The amount paid when a person last marked the invoice settled (recorded in the event)."""
+    for event in reversed(invoice.events):
+        if event.type == EventType.SETTLED.value:
+            paid = event.data.get("paid_atomic")
+            return invoice.amount_paid_atomic if paid is None else int(paid)
+    return invoice.amount_paid_atomic
+
+
+def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
+    """The rule (see the module docstring); reads the invoice and its payments only."""
+    direct = invoice.settlement_mode is SettlementMode.DIRECT
+    method, merchant_id = invoice.method, invoice.merchant_id
+
+    def value(atomic: int) -> int:
+        return gross_tiyn(method, atomic, invoice.rate, settings.kzte_decimals)
+
+    late_until = invoice.expires_at + timedelta(hours=settings.late_watch_hours)
+    wanted: list[Wanted] = []
+    received = counted = counted_atomic = 0
+    for payment in invoice.payments:
+        if payment.status is not PaymentStatus.FINAL:
+            continue
+        worth = value(payment.amount_atomic)
+        if worth <= 0:
+            continue  # worth less than a tiyn: nothing to book (reconcile lists it)
+        legs = receipt_legs(direct, method, merchant_id, worth, payment.amount_atomic)
+        wanted.append(
+            Wanted(f"receipt:{payment.id}", TransactionKind.RECEIPT, tuple(legs), payment.id)
+        )
+        received += worth
+        if payment.first_seen_at <= late_until:  # after the late window it never counts
+            counted += worth
+            counted_atomic += payment.amount_atomic
+    allocated = 0
+    if invoice.status is InvoiceStatus.SETTLED:
+        due = invoice.amount_due_atomic
+        if invoice.marked:
+            # A person's decision: the value at the mark, received or not (reconcile shows it).
+            allocated = value(min(paid_at_mark(invoice), due))
+        else:
+            allocated = min(value(min(counted_atomic, due)), counted)
+        if allocated > 0:
+            split = allocation(invoice.price_tiyn, allocated, merchant_fee_bp(invoice, settings))
+            legs = allocation_legs(direct, merchant_id, split)
+            wanted.append(Wanted("allocation", TransactionKind.SETTLEMENT, tuple(legs)))
+    if invoice.status in TERMINAL and received > allocated:
+        legs = owed_back_legs(direct, merchant_id, received - allocated)
+        wanted.append(Wanted("owed_back", TransactionKind.OWED_BACK, tuple(legs)))
+    return wanted
+
+
+def _shape(legs: Sequence[Leg]) -> Counter[tuple[str, str, int, int | None]]:
+    return Counter(
+        (leg.account, leg.side.value, leg.amount_tiyn, leg.amount_atomic) for leg in legs
+    )
+
+
+def _legs_of(txn: LedgerTransaction) -> list[Leg]:
+    return [Leg(e.account, e.side, e.amount_tiyn, e.amount_atomic) for e in txn.entries]
+
+
+def book_invoice(
+    session: Session, settings: Settings, invoice: Invoice, now: datetime | None = None
+) -> int:
+    """Write the reversals and postings that bring `invoice` in line; returns how many."""
+    now = now or utcnow()
+    posted = session.scalars(
+        select(LedgerTransaction)
+        .where(LedgerTransaction.invoice_id == invoice.id)
+        .order_by(LedgerTransaction.id)
+    ).all()
+    reversed_ids = {t.reverses_id for t in posted if t.reverses_id is not None}
+    generations: Counter[str] = Counter()
+    standing: dict[str, LedgerTransaction] = {}
+    stale: list[LedgerTransaction] = []
+    for row in posted:
+        if row.kind not in BOOKED_KINDS:
+            continue
+        if row.fact is not None:
+            generations[row.fact] += 1
+        if row.id in reversed_ids:
+            continue
+        if row.fact is None:
+            stale.append(row)  # booked by the rules before 0010: re-booked under these
+        else:
+            standing[row.fact] = row
+    to_post: list[Wanted] = []
+    for want in wanted_postings(invoice, settings):
+        txn: LedgerTransaction | None = standing.pop(want.fact, None)
+        if txn is not None and _shape(_legs_of(txn)) == _shape(want.legs):
+            continue
+        if txn is not None:
+            stale.append(txn)
+        to_post.append(want)
+    stale.extend(standing.values())
+    written = 0
+    for txn in sorted(stale, key=lambda t: t.id):
+        posting = Posting(
+            key=f"reversal:{txn.id}",
+            kind=TransactionKind.REVERSAL,
+            legs=reversal_legs(_legs_of(txn)),
+            effective_at=now,
+            invoice_id=invoice.id,
+            merchant_id=invoice.merchant_id,
+            method=invoice.method.value,
+            description=f"invoice {invoice.id}: {txn.fact or txn.kind.value} reversed",
+            reverses_id=txn.id,
+            fact=txn.fact,
+            payment_id=txn.payment_id,
+        )
+        written += write_posting(session, posting, known_new=True)[1]
+    for want in to_post:
+        generation = generations[want.fact] + 1
+        posting = Posting(
+            key=f"invoice:{invoice.id}:{want.fact}:{generation}",
+            kind=want.kind,
+            legs=want.legs,
+            effective_at=now,
+            invoice_id=invoice.id,
+            merchant_id=invoice.merchant_id,
+            method=invoice.method.value,
+            description=f"invoice {invoice.id}: {want.fact.split(':')[0].replace('_', ' ')}",
+            fact=want.fact,
+            payment_id=want.payment_id,
+        )
+        written += write_posting(session, posting, known_new=True)[1]
+    session.flush()
+    return written
+
+
+def book_one(factory: sessionmaker[Session], settings: Settings, invoice_id: str) -> int:
+    """Book one invoice in its own transaction (the queue row goes with it); retried when a
+    concurrent booker wrote the same key first."""
+    for attempt in range(DRAIN_TRIES):
+        with factory() as session:
+            try:
+                queued_at = session.scalar(
+                    select(LedgerQueue.queued_at).where(LedgerQueue.invoice_id == invoice_id)
+                )
+                invoice = session.scalar(
+                    select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+                )
+                written = 0 if invoice is None else book_invoice(session, settings, invoice)
+                if queued_at is not None:
+                    # Only if nothing re-queued it meanwhile: a newer change is booked next pass.
+                    session.execute(
+                        delete(LedgerQueue).where(
+                            LedgerQueue.invoice_id == invoice_id,
+                            LedgerQueue.queued_at == queued_at,
+                        )
+                    )
+                session.commit()
+                return written
+            except IntegrityError:
+                session.rollback()
+                if attempt == DRAIN_TRIES - 1:
+                    raise
+                log.info("invoice %s was booked concurrently; looking again", invoice_id)
+    return 0  # unreachable: the loop returns or raises
+
+
+def drain_queue(
+    factory: sessionmaker[Session], settings: Settings, batch: int = DRAIN_BATCH
+) -> int:
+    """Book every queued invoice (oldest first, up to `batch`); returns postings written."""
+    with factory() as session:
+        ids = session.scalars(
+            select(LedgerQueue.invoice_id).order_by(LedgerQueue.queued_at).limit(batch)
+        ).all()
+    return sum(book_one(factory, settings, invoice_id) for invoice_id in ids)
+
+
+def drain(rt: Runtime) -> int:
+    """Worker duty: book what changed."""
+    return drain_queue(rt.session_factory, rt.settings)
+
+
+def duty() -> list[Duty]:
+    """The ledger's duties for `settlement.worker.all_duties`."""
+    return [Duty("ledger-book", 0.5, drain)]
