@@ -1,5 +1,7 @@
 """The owner's pages: the dashboard and the onboarding wizard (profile, BTC, Solana, policies).
 
+The profile step also holds the bank account that `tenge` payouts are transferred to.
+
 Every change of a key or policy leaves an audit row. Keys are validated by the domain parsers,
 and the owner sees the first BIP84 addresses before an account key is saved, to compare them
 with the wallet that will receive the money.
@@ -7,7 +9,7 @@ with the wallet that will receive the money.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import exists, select
 from werkzeug.wrappers import Response
@@ -15,7 +17,7 @@ from werkzeug.wrappers import Response
 from merchant_portal.context import client_ip, db, settings
 from merchant_portal.forms import field_error, form_values, parse_int, parse_percent_bp
 from merchant_portal.security import require_role
-from pos import accounts, money
+from pos import accounts, bank_details, money
 from pos.errors import PosError, ValidationError
 from pos.methods import bitcoin, kzte
 from pos.models import ALLOWED_CONFIRMATIONS, Invoice, Merchant, Payment
@@ -112,6 +114,14 @@ def _next(step: str) -> str:
     return url_for("merchant.index")
 
 
+def _stored_bank_form(merchant: Merchant) -> dict[str, str]:
+    return {
+        "bank_holder": merchant.bank_holder or "",
+        "bank_iban": bank_details.format_iban(merchant.bank_iban or ""),
+        "bank_bic": merchant.bank_bic or "",
+    }
+
+
 def _render_step(
     step: str,
     merchant: Merchant,
@@ -125,7 +135,8 @@ def _render_step(
         steps=STEPS,
         merchant=merchant,
         errors=errors or {},
-        form=form or {},
+        # The bank form sits on the profile step: stored values unless the owner just typed some.
+        form={**_stored_bank_form(merchant), **(form or {})},
         preview=preview or [],
         confirmations=ALLOWED_CONFIRMATIONS,
         network=settings().bitcoin_network.value,
@@ -149,6 +160,38 @@ def step(step: str) -> str:
         "zero_conf_limit": money.format_kzt(merchant.zero_conf_limit_tiyn).replace("\u202f", ""),
     }
     return _render_step(step, merchant, form=form)
+
+
+BANK_FIELDS = ("bank_holder", "bank_iban", "bank_bic")
+
+
+@bp.post("/bank")
+@require_role("owner")
+def save_bank() -> Response | tuple[str, int]:
+    """The bank account for payouts; every field is checked and each error shown beside it."""
+    merchant = own_merchant()
+    session = db()
+    form = form_values(BANK_FIELDS)
+    errors = bank_details.field_errors(form["bank_holder"], form["bank_iban"], form["bank_bic"])
+    if not errors:
+        try:
+            accounts.set_bank_details(
+                session,
+                merchant,
+                form["bank_holder"],
+                form["bank_iban"],
+                form["bank_bic"],
+                actor_user_id=current_user.id,
+            )
+            session.commit()
+        except PosError as exc:
+            errors = field_error(exc)
+    if errors:
+        session.rollback()
+        merchant = own_merchant()
+        return _render_step("profile", merchant, errors, {"name": merchant.name, **form}), 400
+    flash("Bank account for payouts saved.")
+    return redirect(url_for("merchant.step", step="profile"))
 
 
 @bp.post("/setup/<step>")

@@ -2,7 +2,9 @@
 
 Registering creates a pending merchant and its owner (with a one-time password shown once);
 approving activates it; suspending (a reason is required) stops new invoices at once while
-open ones still settle. Every status change leaves an audit row. The ledger reports of the
+open ones still settle. The operator chooses the settlement mode at registration and may change
+it and the payout hold later; a change applies to invoices created afterwards (they copy the
+mode). Every status or settlement change leaves an audit row. The ledger reports of the
 settlement package add their own pages; the overview links every `reports.*` page it finds.
 """
 
@@ -14,12 +16,12 @@ from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
 
 from merchant_portal.context import db, settings
-from merchant_portal.forms import field_error, form_values
+from merchant_portal.forms import field_error, form_values, parse_int
 from merchant_portal.merchant_staff import one_time_password
 from merchant_portal.security import require_role
 from pos import accounts, money
 from pos.errors import PosError, ValidationError
-from pos.models import AuditLog, Invoice, Merchant, MerchantStatus, Role
+from pos.models import AuditLog, Invoice, Merchant, MerchantStatus, Role, SettlementMode
 from pos.states import InvoiceStatus
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
@@ -103,7 +105,17 @@ def _registry(
         form=form or {},
         shown_password=shown_password,
         format_kzt=money.format_kzt,
+        settlement_modes=list(SettlementMode),
     )
+
+
+def _settlement_mode(text: str) -> SettlementMode:
+    try:
+        return SettlementMode(text or SettlementMode.TENGE.value)
+    except ValueError:
+        raise ValidationError(
+            "choose a settlement mode: tenge or direct", field="settlement_mode"
+        ) from None
 
 
 @bp.get("/merchants")
@@ -115,7 +127,7 @@ def merchants() -> str:
 @bp.post("/merchants")
 @require_role("operator")
 def register() -> Response | tuple[str, int]:
-    form = form_values(("name", "owner_email", "owner_name"))
+    form = form_values(("name", "owner_email", "owner_name", "settlement_mode"))
     session = db()
     password = one_time_password()
     try:
@@ -124,6 +136,7 @@ def register() -> Response | tuple[str, int]:
             settings(),
             form["name"],
             status=MerchantStatus.PENDING,
+            settlement_mode=_settlement_mode(form["settlement_mode"]),
             actor_user_id=current_user.id,
         )
         try:
@@ -145,6 +158,32 @@ def register() -> Response | tuple[str, int]:
         return _registry(field_error(exc), form), 400
     page = _registry(shown_password=(owner.email, password))
     return Response(page, headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/merchants/<int:merchant_id>/settlement")
+@require_role("operator")
+def change_settlement(merchant_id: int) -> Response | tuple[str, int]:
+    """Mode and payout hold; invoices made before keep the mode they were created with."""
+    session = db()
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        abort(404)
+    form = form_values(("settlement_mode", "payout_hold_hours"))
+    try:
+        mode = _settlement_mode(form["settlement_mode"])
+        hours = parse_int(form["payout_hold_hours"], "payout_hold_hours", 0, 720, "the payout hold")
+        accounts.set_settlement_mode(session, merchant, mode, actor_user_id=current_user.id)
+        accounts.set_payout_hold(session, merchant, hours, actor_user_id=current_user.id)
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        field = exc.field if isinstance(exc, ValidationError) and exc.field else "settlement_mode"
+        return _registry({f"{field}-{merchant_id}": str(exc)}), 400
+    flash(
+        f"{merchant.name}: {mode.value} settlement, payout hold {hours} h; "
+        "applies to invoices created from now on."
+    )
+    return redirect(url_for("operator.merchants"))
 
 
 @bp.post("/merchants/<int:merchant_id>/<action>")
