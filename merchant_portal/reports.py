@@ -1,6 +1,6 @@
-"""Settlement reports in the portal: the operator's zone dashboard, payouts and reconciliation;
-a merchant owner's statement. Every table has a CSV export; numbers are those of
-`cryptocity report … --json` (the same service functions).
+"""Settlement reports in the portal: the operator's zone dashboard, payouts, reconciliation,
+conversions and account balances; a merchant owner's statement. Every table has a CSV export;
+numbers are those of `cryptocity report … --json` (the same service functions).
 
 Access: operators see the whole zone; an owner sees only their own merchant's statement, and
 another merchant's statement is simply not found (404).
@@ -8,6 +8,7 @@ another merchant's statement is simply not found (404).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -15,15 +16,17 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from merchant_portal import ledger_pages
 from merchant_portal.context import client_ip, db, settings
 from merchant_portal.security import require_role
 from pos import business_day, money
 from pos.errors import ValidationError
 from pos.models import Merchant, Role
-from settlement.ledger import payouts, reconcile, reports, statements
+from settlement.ledger import balances, conversions, payouts, reconcile, reports, statements
 from settlement.ledger.charts import stacked_bars
-from settlement.ledger.errors import PayoutError
+from settlement.ledger.errors import ConversionError, PayoutError
 from settlement.ledger.models import PayoutStatus
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -230,3 +233,130 @@ def statement_csv(merchant_id: int) -> Response:
         result.tables()["statement"],
         f"statement-{merchant.id}-{result.range.start}-{result.range.end}",
     )
+
+
+# --- operator: conversions (DESIGN §7, `tenge` mode) -----------------------------------------
+
+
+def _conversions_page(
+    status: int = 200, error: str | None = None, form: Mapping[str, str] | None = None
+) -> ResponseReturnValue:
+    session = db()
+    page = render_template(
+        "reports/conversions.html",
+        clearing=ledger_pages.clearing_rows(session, settings().kzte_decimals),
+        rows=conversions.list_conversions(session),
+        units=conversions.UNIT,
+        csv_example=ledger_pages.CSV_EXAMPLE,
+        upload_limit=ledger_pages.CSV_UPLOAD_LIMIT_TEXT,
+        error=error,
+        form=form or {},
+        kzt=_kzt,
+    )
+    return page, status
+
+
+def _refused(error: ValidationError | ConversionError) -> ResponseReturnValue:
+    """Nothing of the request stays; the page says why (400 bad input, 422 refused by the
+    ledger's rules)."""
+    db().rollback()
+    status = 422 if isinstance(error, ConversionError) else 400
+    return _conversions_page(status, str(error), request.form)
+
+
+@bp.get("/conversions")
+@require_role("operator")
+def conversion_list() -> ResponseReturnValue:
+    return _conversions_page()
+
+
+@bp.get("/conversions.csv")
+@require_role("operator")
+def conversion_csv() -> Response:
+    return _csv(ledger_pages.conversions_table(conversions.list_conversions(db())), "conversions")
+
+
+@bp.post("/conversions")
+@require_role("operator")
+def conversion_record() -> ResponseReturnValue:
+    session = db()
+    try:
+        wanted = ledger_pages.parse_conversion_form(request.form)
+        conversion, new = conversions.record(session, wanted, user_id=current_user.id)
+    except (ValidationError, ConversionError) as exc:
+        return _refused(exc)
+    session.commit()
+    fx = _kzt(conversion.proceeds_tiyn - conversion.book_value_tiyn)
+    if new:
+        flash(
+            f"conversion #{conversion.id} recorded: book value "
+            f"{_kzt(conversion.book_value_tiyn)} ₸, fx result {fx} ₸"
+        )
+    else:
+        flash(f"conversion #{conversion.id} ({conversion.reference}) was already recorded")
+    return redirect(url_for("reports.conversion_list")), 303
+
+
+@bp.post("/conversions/import")
+@require_role("operator")
+def conversion_import() -> ResponseReturnValue:
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _refused(ValidationError("choose a CSV file to upload", field="file"))
+    data = upload.stream.read(ledger_pages.CSV_UPLOAD_MAX_BYTES + 1)
+    if len(data) > ledger_pages.CSV_UPLOAD_MAX_BYTES:
+        return _too_large_page()
+    session = db()
+    try:
+        text = ledger_pages.decode_upload(data)
+        lines = len(conversions.parse_csv(text))
+        created = conversions.import_csv(session, text, user_id=current_user.id)
+    except (ValidationError, ConversionError) as exc:
+        return _refused(exc)  # all or nothing: the lines before the bad one are undone too
+    session.commit()
+    flash(
+        f"{len(created)} conversions recorded from {upload.filename}; "
+        f"{lines - len(created)} of its {lines} lines were recorded before"
+    )
+    return redirect(url_for("reports.conversion_list")), 303
+
+
+def _too_large_page() -> ResponseReturnValue:
+    db().rollback()
+    return _conversions_page(
+        413,
+        f"the file is larger than {ledger_pages.CSV_UPLOAD_LIMIT_TEXT}; nothing was recorded. "
+        "Split it into smaller files (a re-import of lines already recorded is safe).",
+    )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _request_too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
+    # The app's MAX_CONTENT_LENGTH refuses the body before the view runs (CSRF reads the form
+    # first), so the role is checked here: only an operator sees the conversions page.
+    is_operator = current_user.is_authenticated and current_user.role == Role.OPERATOR
+    if request.endpoint == "reports.conversion_import" and is_operator:
+        return _too_large_page()
+    return render_template("error.html", status=413, message=error.description), 413
+
+
+# --- operator: every account's balance -------------------------------------------------------
+
+
+@bp.get("/balances")
+@require_role("operator")
+def balance_sheet() -> str:
+    session = db()
+    rows = balances.account_balances(session)
+    return render_template(
+        "reports/balances.html",
+        groups=ledger_pages.balance_groups(session, rows),
+        balanced=balances.ledger_balances(session),
+        kzt=_kzt,
+    )
+
+
+@bp.get("/balances.csv")
+@require_role("operator")
+def balance_csv() -> Response:
+    return _csv(ledger_pages.balances_table(balances.account_balances(db())), "balances")

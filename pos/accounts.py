@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pos import chart
+from pos import bank_details, chart
 from pos.db import utcnow
 from pos.errors import NotFoundError, ValidationError
 from pos.methods import bitcoin, kzte
@@ -125,6 +125,42 @@ def set_payout_hold(
             detail={"from": merchant.payout_hold_hours, "to": hours},
         )
         merchant.payout_hold_hours = hours
+
+
+def set_bank_details(
+    session: Session,
+    merchant: Merchant,
+    holder: str,
+    iban: str,
+    bic: str,
+    actor_user_id: int | None = None,
+) -> bool:
+    """Set where the merchant's KZT payouts are transferred; all three are checked first.
+
+    The audit row shows the IBAN masked but for its last 4 characters. False: nothing changed.
+    """
+    details = bank_details.parse_bank_details(holder, iban, bic)
+    old = (merchant.bank_holder, merchant.bank_iban, merchant.bank_bic)
+    if old == (details.holder, details.iban, details.bic):
+        return False
+    merchant.bank_holder, merchant.bank_iban, merchant.bank_bic = (
+        details.holder,
+        details.iban,
+        details.bic,
+    )
+    audit(
+        session,
+        "merchant.bank_details",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={
+            "holder": details.holder,
+            "iban": bank_details.mask_iban(details.iban),
+            "bic": details.bic,
+            "previous_iban": bank_details.mask_iban(old[1]) if old[1] else None,
+        },
+    )
+    return True
 
 
 def set_btc_account_key(

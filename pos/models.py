@@ -84,6 +84,11 @@ class Merchant(Base):
     )
     # `tenge`: a sale is paid out only once its payments have been final this long.
     payout_hold_hours: Mapped[int] = mapped_column(default=24)
+    # Where `tenge` payouts are transferred (pos.bank_details checks them); None: not given yet,
+    # and the merchant's payouts stay out of the bank export.
+    bank_holder: Mapped[str | None] = mapped_column(String(120), default=None)
+    bank_iban: Mapped[str | None] = mapped_column(String(34), default=None)
+    bank_bic: Mapped[str | None] = mapped_column(String(11), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")

@@ -32,6 +32,12 @@ def _sandbox_solana(args: argparse.Namespace, settings: Settings) -> int:
     return solana_cli.run(args)
 
 
+def _demo_day(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.demo_day import run
+
+    return run(args, settings)
+
+
 def _factor(args: argparse.Namespace) -> Decimal:
     if args.less is not None and args.more is not None:
         raise SystemExit("error: use --less or --more, not both")
@@ -87,6 +93,8 @@ def register(sub: Any) -> None:
     p = sandbox.add_parser("solana", help="offline Solana validator (surfpool) with KZTE")
     solana_cli.add_arguments(p)
     p.set_defaults(handler=_sandbox_solana)
+    p = sandbox.add_parser("demo-day", help="a day of paid sales in the running demo")
+    p.set_defaults(handler=_demo_day)
 
     wallet = sub.add_parser("wallet", help="the sandbox shopper wallet").add_subparsers(
         dest="w", required=True)

@@ -133,7 +133,7 @@ def all_duties(settings: Settings) -> list[Duty]:
     Rebuild and relay come first so the watch index is complete before any watcher scans.
     """
     # Imported here: these modules import Duty from this one.
-    from settlement import btc_watcher, kzte_watcher, webhooks
+    from settlement import btc_watcher, kzte_watcher, refund_watch, webhooks
     from settlement.ledger import booking as ledger_booking
 
     watchers = [btc_watcher.duty(settings.bitcoin_zmq_url), kzte_watcher.duty()]
@@ -144,6 +144,7 @@ def all_duties(settings: Settings) -> list[Duty]:
         *watchers,
         *webhooks.duty(),
         *ledger_booking.duty(),
+        *refund_watch.duty(),
     ]
 
 

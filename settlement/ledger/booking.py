@@ -86,7 +86,26 @@ def paid_at_mark(invoice: Invoice) -> int:
     return invoice.amount_paid_atomic
 
 
-def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
+@dataclass(frozen=True)
+class Split:
+    """What an invoice's final payments come to, and how much of it its sale takes."""
+
+    wanted: list[Wanted]
+    received_tiyn: int
+    received_atomic: int  # of the booked receipts (a payment worth under a tiyn is not)
+    allocated_tiyn: int
+    allocated_atomic: int
+
+    @property
+    def owed_back(self) -> tuple[int, int]:
+        """(tiyn, atomic) to give back once the invoice is closed; never negative."""
+        return (
+            max(self.received_tiyn - self.allocated_tiyn, 0),
+            max(self.received_atomic - self.allocated_atomic, 0),
+        )
+
+
+def split(invoice: Invoice, settings: Settings) -> Split:
     """The rule (see the module docstring); reads the invoice and its payments only."""
     direct = invoice.settlement_mode is SettlementMode.DIRECT
     method, merchant_id = invoice.method, invoice.merchant_id
@@ -96,7 +115,7 @@ def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
 
     late_until = invoice.expires_at + timedelta(hours=settings.late_watch_hours)
     wanted: list[Wanted] = []
-    received = counted = counted_atomic = 0
+    received = received_atomic = counted = counted_atomic = 0
     for payment in invoice.payments:
         if payment.status is not PaymentStatus.FINAL:
             continue
@@ -104,29 +123,38 @@ def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
         if worth <= 0:
             continue  # worth less than a tiyn: nothing to book (reconcile lists it)
         legs = receipt_legs(direct, method, merchant_id, worth, payment.amount_atomic)
-        wanted.append(
-            Wanted(f"receipt:{payment.id}", TransactionKind.RECEIPT, tuple(legs), payment.id)
-        )
+        fact = f"receipt:{payment.id}"
+        wanted.append(Wanted(fact, TransactionKind.RECEIPT, tuple(legs), payment.id))
         received += worth
+        received_atomic += payment.amount_atomic
         if payment.first_seen_at <= late_until:  # after the late window it never counts
             counted += worth
             counted_atomic += payment.amount_atomic
-    allocated = 0
+    allocated = allocated_atomic = 0
     if invoice.status is InvoiceStatus.SETTLED:
         due = invoice.amount_due_atomic
         if invoice.marked:
             # A person's decision: the value at the mark, received or not (reconcile shows it).
-            allocated = value(min(paid_at_mark(invoice), due))
+            allocated_atomic = min(paid_at_mark(invoice), due)
+            allocated = value(allocated_atomic)
         else:
-            allocated = min(value(min(counted_atomic, due)), counted)
+            allocated_atomic = min(counted_atomic, due)
+            allocated = min(value(allocated_atomic), counted)
         if allocated > 0:
-            split = allocation(invoice.price_tiyn, allocated, merchant_fee_bp(invoice, settings))
-            legs = allocation_legs(direct, merchant_id, split)
+            parts = allocation(invoice.price_tiyn, allocated, merchant_fee_bp(invoice, settings))
+            legs = allocation_legs(direct, merchant_id, parts)
             wanted.append(Wanted("allocation", TransactionKind.SETTLEMENT, tuple(legs)))
     if invoice.status in TERMINAL and received > allocated:
         legs = owed_back_legs(direct, merchant_id, received - allocated)
         wanted.append(Wanted("owed_back", TransactionKind.OWED_BACK, tuple(legs)))
-    return wanted
+    else:
+        received_atomic = allocated_atomic  # open: nothing is owed back yet
+        received = allocated
+    return Split(wanted, received, received_atomic, allocated, allocated_atomic)
+
+
+def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
+    return split(invoice, settings).wanted
 
 
 def _shape(legs: Sequence[Leg]) -> Counter[tuple[str, str, int, int | None]]:

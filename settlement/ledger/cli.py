@@ -24,8 +24,17 @@ from pos.money import format_kzt
 from pos.runtime import open_database
 from pos.settings import Settings
 from pos.states import PaymentMethod
-from settlement.ledger import balances, conversions, payouts, reconcile, reports, statements
-from settlement.ledger.models import PayoutStatus
+from settlement.ledger import (
+    balances,
+    conversions,
+    fee_invoices,
+    payouts,
+    reconcile,
+    refunds,
+    reports,
+    statements,
+)
+from settlement.ledger.models import PayoutStatus, RefundStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -158,6 +167,12 @@ def cmd_payouts_export(args: argparse.Namespace, settings: Settings) -> int:
         if row.blocked:  # left out of the file: the bank must not transfer it
             print(
                 f"payout #{row.id} left out: blocked, reversed {', '.join(row.reversed_invoices)}",
+                file=sys.stderr,
+            )
+        if row.missing_bank_details:  # left out too: there is no account to transfer to
+            print(
+                f"payout #{row.id} left out: {row.merchant_name} (merchant {row.merchant_id}) "
+                "has no bank details; the owner sets them on the portal's profile page",
                 file=sys.stderr,
             )
     if args.output:
@@ -321,6 +336,104 @@ def cmd_conversions_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- fee invoices (`direct` merchants) --------------------------------------------------------
+
+
+def cmd_fees_invoice(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        created = fee_invoices.issue_month(session, args.month)
+        session.commit()
+        rows = [r for r in fee_invoices.list_fee_invoices(session) if r.month == args.month]
+    new_ids = {bill.id for bill in created}
+    text = "\n".join(
+        [f"{len(created)} fee invoices issued for {args.month}"]
+        + [
+            f"  #{r.id} {r.merchant_name}: {_kzt(r.amount_tiyn)} ({r.status})"
+            + ("" if r.id in new_ids else " (issued before)")
+            for r in rows
+        ]
+    )
+    _print(args, {"created": sorted(new_ids), "fee_invoices": [r.as_dict() for r in rows]}, text)
+    return 0
+
+
+def cmd_fees_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        rows = fee_invoices.list_fee_invoices(session, args.merchant)
+    text = "\n".join(
+        f"  #{r.id} {r.month} {r.merchant_name}: {_kzt(r.amount_tiyn)} {r.status}"
+        + (f" ({r.bank_reference})" if r.bank_reference else "")
+        for r in rows
+    )
+    _print(args, {"fee_invoices": [r.as_dict() for r in rows]}, text or "no fee invoices")
+    return 0
+
+
+def cmd_fees_mark_paid(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        bill = fee_invoices.mark_paid(session, args.fee_invoice_id, args.reference)
+        session.commit()
+        data = {"id": bill.id, "status": bill.status.value, "amount_tiyn": bill.amount_tiyn}
+    _print(args, data, f"fee invoice #{data['id']} marked paid")
+    return 0
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+def _claim_url(settings: Settings, path: str) -> str:
+    return f"http://{settings.web_bind}{path}"
+
+
+def cmd_refunds_create(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        refund = refunds.create(session, settings, args.invoice, amount_atomic=args.amount_atomic)
+        session.commit()
+        data = refunds.as_dict(refund)
+        refund_tiyn = refund.amount_tiyn
+    data["claim_url"] = _claim_url(settings, str(data["claim_path"]))
+    _print(
+        args,
+        data,
+        f"refund #{data['id']}: {data['amount_atomic']} atomic "
+        f"({_kzt(refund_tiyn)}) owed back on invoice {data['invoice_id']}\n"
+        f"claim link for the shopper: {data['claim_url']}",
+    )
+    return 0
+
+
+def cmd_refunds_list(args: argparse.Namespace, settings: Settings) -> int:
+    status = RefundStatus(args.status) if args.status else None
+    with _session(settings) as session:
+        rows = [refunds.as_dict(r) for r in refunds.list_refunds(session, args.merchant, status)]
+    text = "\n".join(
+        f"  #{r['id']} {r['status']:<9} {r['method']} {r['amount_atomic']} -> "
+        f"{r['destination'] or '(not claimed)'} {r['txid'] or ''} {r['problem'] or ''}"
+        for r in rows
+    )
+    _print(args, {"refunds": rows}, text or "no refunds")
+    return 0
+
+
+def cmd_refunds_record_sent(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        # The watcher looks for it from a day of blocks before the node's tip it sees first.
+        refund = refunds.record_sent(session, args.refund_id, args.txid)
+        session.commit()
+        data = refunds.as_dict(refund)
+    _print(args, data, f"refund #{data['id']} sent in {data['txid']}; the watcher confirms it")
+    return 0
+
+
+def cmd_refunds_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    with _session(settings) as session:
+        refund = refunds.cancel(session, args.refund_id)
+        session.commit()
+        data = refunds.as_dict(refund)
+    _print(args, data, f"refund #{data['id']} cancelled")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -381,3 +494,29 @@ def register(sub: Any) -> None:
     p = _command(conv, "import", cmd_conversions_import, "record the lines of a CSV file")
     p.add_argument("file", help="CSV: " + ",".join(conversions.CSV_COLUMNS))
     _command(conv, "list", cmd_conversions_list, "list conversions")
+
+    ref = sub.add_parser("refunds", help="money owed back to shoppers").add_subparsers(
+        dest="refunds_cmd", required=True
+    )
+    p = _command(ref, "create", cmd_refunds_create, "a claim link for what an invoice owes back")
+    p.add_argument("--invoice", required=True)
+    p.add_argument("--amount-atomic", type=int, help="part of it (default: all)")
+    p = _command(ref, "list", cmd_refunds_list, "list refunds")
+    p.add_argument("--merchant", type=int)
+    p.add_argument("--status", choices=[s.value for s in RefundStatus])
+    p = _command(ref, "record-sent", cmd_refunds_record_sent, "the txid that pays a claim")
+    p.add_argument("refund_id", type=int)
+    p.add_argument("--txid", required=True, help="Bitcoin txid or Solana signature")
+    p = _command(ref, "cancel", cmd_refunds_cancel, "cancel an unsent refund")
+    p.add_argument("refund_id", type=int)
+
+    fees = sub.add_parser("fees", help="fee invoices of direct merchants").add_subparsers(
+        dest="fees_cmd", required=True
+    )
+    p = _command(fees, "invoice", cmd_fees_invoice, "issue a month's fee invoices")
+    p.add_argument("--month", required=True, metavar="YYYY-MM")
+    p = _command(fees, "list", cmd_fees_list, "list fee invoices")
+    p.add_argument("--merchant", type=int)
+    p = _command(fees, "mark-paid", cmd_fees_mark_paid, "record a merchant's fee payment")
+    p.add_argument("fee_invoice_id", type=int)
+    p.add_argument("--reference", required=True, help="the bank's transfer reference")

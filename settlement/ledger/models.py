@@ -151,3 +151,73 @@ class PayoutLine(Base):
     amount_tiyn: Mapped[int]  # signed: credits to the payable add, debits (reversals) subtract
 
     payout: Mapped[Payout] = relationship(back_populates="lines")
+
+
+class RefundStatus(StrEnum):
+    CLAIMABLE = "claimable"  # created; the shopper has not said where to send it yet
+    CLAIMED = "claimed"  # the shopper gave a destination
+    SENT = "sent"  # the zone (or the merchant) recorded the transaction that pays it
+    CONFIRMED = "confirmed"  # the watcher found that transaction paying it, final: posted
+    CANCELLED = "cancelled"
+
+
+class Refund(Base):
+    """Money owed back to a shopper, claimed at `/r/<token>` and sent from a wallet the server
+    does not hold; posted (Dr refunds due / Cr clearing) only once the chain confirms it."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_tiyn > 0", name="amount_positive"),
+        CheckConstraint("amount_atomic > 0", name="atomic_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    method: Mapped[str] = mapped_column(String(8))
+    settlement_mode: Mapped[str] = mapped_column(String(8))  # who sends it: zone | merchant
+    amount_tiyn: Mapped[int]  # the value owed back, as booked
+    amount_atomic: Mapped[int]  # satoshi / KZTE base units to send
+    status: Mapped[RefundStatus] = mapped_column(
+        enum_column(RefundStatus, "refund_status"), default=RefundStatus.CLAIMABLE, index=True
+    )
+    destination: Mapped[str | None] = mapped_column(String(100))  # address or wallet
+    destination_account: Mapped[str | None] = mapped_column(String(64))  # KZTE: the ATA
+    txid: Mapped[str | None] = mapped_column(String(128), unique=True)
+    block_hash: Mapped[str | None] = mapped_column(String(100))
+    search_from_height: Mapped[int | None]  # BTC: the tip when it was recorded sent
+    problem: Mapped[str | None] = mapped_column(String(200))  # why it is not confirmed (yet)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
+
+
+class FeeInvoiceStatus(StrEnum):
+    ISSUED = "issued"
+    PAID = "paid"
+
+
+class FeeInvoice(Base):
+    """A `direct` merchant's monthly bill for the fees accrued on `merchant:<id>:fees_due`."""
+
+    __tablename__ = "fee_invoices"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "month"),
+        CheckConstraint("amount_tiyn > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, Asia/Almaty
+    amount_tiyn: Mapped[int]
+    status: Mapped[FeeInvoiceStatus] = mapped_column(
+        enum_column(FeeInvoiceStatus, "fee_invoice_status"), default=FeeInvoiceStatus.ISSUED
+    )
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    bank_reference: Mapped[str | None] = mapped_column(String(100))
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))

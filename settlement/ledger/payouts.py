@@ -298,10 +298,19 @@ class PayoutRow:
     # Reversals of sales paid out before, recovered from this payout (shown, never silent).
     deducted_tiyn: int = 0
     deducted_invoices: tuple[str, ...] = ()
+    # Where the bank transfers it: the merchant's account as it is now (None: not given yet).
+    beneficiary_name: str | None = None
+    beneficiary_iban: str | None = None
+    beneficiary_bic: str | None = None
 
     @property
     def blocked(self) -> bool:
         return bool(self.reversed_invoices)
+
+    @property
+    def missing_bank_details(self) -> bool:
+        """No account to transfer to: left out of the bank export until the owner sets one."""
+        return not (self.beneficiary_name and self.beneficiary_iban and self.beneficiary_bic)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -318,6 +327,7 @@ class PayoutRow:
             "reversed_invoices": list(self.reversed_invoices),
             "deducted_tiyn": self.deducted_tiyn,
             "deducted_invoices": list(self.deducted_invoices),
+            "missing_bank_details": self.missing_bank_details,
         }
 
 
@@ -329,7 +339,9 @@ def list_payouts(
     limit: int = 1000,
 ) -> list[PayoutRow]:
     """Payouts, newest business day first, filtered as asked."""
-    query = select(Payout, Merchant.name).join(Merchant, Merchant.id == Payout.merchant_id)
+    query = select(
+        Payout, Merchant.name, Merchant.bank_holder, Merchant.bank_iban, Merchant.bank_bic
+    ).join(Merchant, Merchant.id == Payout.merchant_id)
     if status is not None:
         query = query.where(Payout.status == status)
     if business_date is not None:
@@ -339,9 +351,9 @@ def list_payouts(
     query = query.order_by(Payout.business_date.desc(), Payout.merchant_id).limit(limit)
     found = session.execute(query).all()
     blocked = reversed_invoices(
-        session, [p.id for p, _name in found if p.status is PayoutStatus.PENDING]
+        session, [p.id for p, *_ in found if p.status is PayoutStatus.PENDING]
     )
-    deducted = deductions(session, [p.id for p, _name in found])
+    deducted = deductions(session, [p.id for p, *_ in found])
     return [
         PayoutRow(
             p.id,
@@ -355,8 +367,11 @@ def list_payouts(
             tuple(blocked.get(p.id, ())),
             deducted.get(p.id, (0, []))[0],
             tuple(deducted.get(p.id, (0, []))[1]),
+            holder,
+            iban,
+            bic,
         )
-        for p, name in found
+        for p, name, holder, iban, bic in found
     ]
 
 
@@ -369,19 +384,23 @@ BANK_EXPORT_COLUMNS = (
     "amount_tiyn",
     "payment_reference",
     "status",
+    "beneficiary_name",
+    "beneficiary_iban",
+    "beneficiary_bic",
 )
 
 
 def bank_export_csv(rows: list[PayoutRow]) -> str:
     """The CSV a bank's bulk transfer upload takes: one line per payout, amounts in KZT.
 
-    Blocked payouts are left out: a bank must never transfer a double-spent amount.
+    Blocked payouts are left out (a bank must never transfer a double-spent amount), and so are
+    payouts of merchants without bank details (no account to send them to).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(BANK_EXPORT_COLUMNS)
     for row in rows:
-        if row.blocked:
+        if row.blocked or row.missing_bank_details:
             continue
         whole, frac = divmod(row.amount_tiyn, money.TIYN_PER_KZT)
         writer.writerow(
@@ -394,6 +413,9 @@ def bank_export_csv(rows: list[PayoutRow]) -> str:
                 row.amount_tiyn,
                 f"CCPAY-{row.id}-{row.business_date:%Y%m%d}",
                 row.status,
+                row.beneficiary_name,
+                row.beneficiary_iban,
+                row.beneficiary_bic,
             ]
         )
     return buffer.getvalue()

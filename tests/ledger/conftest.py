@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bank_support import give_bank_details
 from ledger_support import MakeInvoice
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ import factories
 def shop(runtime: Runtime, session: Session) -> Merchant:
     merchant = factories.merchant(session, runtime.settings, "Ledger Shop", "ledger")
     merchant.payout_hold_hours = 0  # paid out at once here; test_settlement_scenario holds
+    give_bank_details(session, merchant)  # else its payouts stay out of the bank export
     session.commit()
     return merchant
 

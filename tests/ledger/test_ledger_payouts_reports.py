@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from bank_support import give_bank_details
 from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,7 @@ def two_shops(
 ) -> tuple[Merchant, Merchant]:
     other = factories.merchant(session, runtime.settings, "Other Shop", "other")
     other.payout_hold_hours = 0
+    give_bank_details(session, other)
     session.commit()
     for price in (100_000, 200_000):
         invoice = make_invoice(price)

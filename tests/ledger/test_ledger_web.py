@@ -5,6 +5,7 @@ import io
 import re
 
 import pytest
+from bank_support import give_bank_details
 from flask import Flask
 from flask.testing import FlaskClient
 from ledger_support import MakeInvoice, book_all, pay
@@ -39,6 +40,8 @@ def world(runtime: Runtime, session: Session, make_invoice: MakeInvoice) -> dict
     shop = factories.merchant(session, runtime.settings, "Shop A", "a")
     other = factories.merchant(session, runtime.settings, "Shop B", "b")
     shop.payout_hold_hours = other.payout_hold_hours = 0  # paid out at once in these tests
+    give_bank_details(session, shop)
+    give_bank_details(session, other)
     factories.user(session, "owner@a.test", Role.OWNER, shop.id)
     factories.user(session, "cashier@a.test", Role.CASHIER, shop.id)
     factories.user(session, "owner@b.test", Role.OWNER, other.id)

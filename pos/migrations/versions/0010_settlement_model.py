@@ -85,7 +85,7 @@ def upgrade() -> None:
             )
         )
         batch_op.add_column(
-            sa.Column("payout_hold_hours", sa.Integer(), nullable=False, server_default="24")
+            sa.Column("payout_hold_hours", BIGINT, nullable=False, server_default="24")
         )
         batch_op.create_check_constraint(
             "ck_merchants_payout_hold", "payout_hold_hours BETWEEN 0 AND 720"

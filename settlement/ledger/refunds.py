@@ -1,0 +1,272 @@
+"""Refunds of money owed back (DESIGN §7): create → claim → send → confirm, or cancel.
+
+What an invoice owes back is what its booking put on `owed_back` (paid over, paid after the
+late window, paid to an invoice that expired short or was invalidated), in tiyn and in the
+atomic units the shopper sent; refunds already made or in flight (not cancelled) are taken off.
+
+1. The owner or an operator creates a refund: a claim link `/r/<token>` (unguessable) for the
+   whole amount still owed back, or part of it.
+2. The shopper opens the link and enters their own address: a Bitcoin address of the zone's
+   network, or a Solana wallet that can own the KZTE token account (validated by
+   `pos.refund_destinations`; the KZTE refund pays that wallet's associated token account).
+3. Whoever holds the crypto sends it — the zone in `tenge` mode, the merchant in `direct` —
+   from a wallet the server does not hold, and records the txid / signature.
+4. The refund watcher (`settlement.refund_watch`) finds that transaction on chain, checks that
+   it pays the claimed destination at least the claimed amount (and, `tenge`, that it spends
+   from the zone's own destinations), waits for finality, and only then posts
+   Dr zone:refunds_due / Cr zone:clearing:<method> (`direct`: the merchant's memorandum
+   refunds_owed / crypto_received), with the quantity on the clearing leg.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pos import accounts, chart, refund_destinations
+from pos.db import utcnow
+from pos.models import Invoice, SettlementMode
+from pos.settings import Settings
+from pos.states import PaymentMethod
+from settlement.ledger.booking import split
+from settlement.ledger.errors import LedgerError
+from settlement.ledger.models import Refund, RefundStatus, Side, TransactionKind
+from settlement.ledger.posting import Leg, Posting, write_posting
+
+ACTIVE = (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED, RefundStatus.SENT, RefundStatus.CONFIRMED)
+_BTC_TXID = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RefundError(LedgerError):
+    """A refund that cannot be created, claimed, sent or cancelled as asked."""
+
+
+def available(session: Session, settings: Settings, invoice: Invoice) -> tuple[int, int]:
+    """(tiyn, atomic) still owed back: the booking's owed-back less refunds not cancelled."""
+    owed_tiyn, owed_atomic = split(invoice, settings).owed_back
+    taken_tiyn, taken_atomic = session.execute(
+        select(func.sum(Refund.amount_tiyn), func.sum(Refund.amount_atomic)).where(
+            Refund.invoice_id == invoice.id, Refund.status.in_(ACTIVE)
+        )
+    ).one()
+    return owed_tiyn - int(taken_tiyn or 0), owed_atomic - int(taken_atomic or 0)
+
+
+def get(session: Session, refund_id: int, merchant_id: int | None = None) -> Refund:
+    """One refund; another merchant's does not exist for them."""
+    return _get(session, refund_id, merchant_id)
+
+
+def _get(session: Session, refund_id: int, merchant_id: int | None) -> Refund:
+    refund = session.get(Refund, refund_id)
+    if refund is None or (merchant_id is not None and refund.merchant_id != merchant_id):
+        raise RefundError(f"there is no refund {refund_id}")
+    return refund
+
+
+def create(
+    session: Session,
+    settings: Settings,
+    invoice_id: str,
+    *,
+    amount_atomic: int | None = None,
+    merchant_id: int | None = None,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> Refund:
+    """A claimable refund of what `invoice_id` still owes back (all of it by default)."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
+        raise RefundError(f"there is no invoice {invoice_id}")
+    owed_tiyn, owed_atomic = available(session, settings, invoice)
+    if owed_atomic <= 0 or owed_tiyn <= 0:
+        raise RefundError(f"invoice {invoice_id} owes nothing back (or its refunds cover it)")
+    atomic = owed_atomic if amount_atomic is None else amount_atomic
+    if not 0 < atomic <= owed_atomic:
+        raise RefundError(f"invoice {invoice_id} owes back at most {owed_atomic} atomic units")
+    tiyn = owed_tiyn if atomic == owed_atomic else owed_tiyn * atomic // owed_atomic
+    if tiyn <= 0:
+        raise RefundError("that part is worth less than a tiyn; refund more of it")
+    refund = Refund(
+        token=secrets.token_urlsafe(24),
+        invoice_id=invoice.id,
+        merchant_id=invoice.merchant_id,
+        method=invoice.method.value,
+        settlement_mode=invoice.settlement_mode.value,
+        amount_tiyn=tiyn,
+        amount_atomic=atomic,
+        status=RefundStatus.CLAIMABLE,
+        created_by_user_id=user_id,
+        created_at=now or utcnow(),
+    )
+    session.add(refund)
+    session.flush()
+    accounts.audit(
+        session,
+        "refund.created",
+        actor_user_id=user_id,
+        merchant_id=invoice.merchant_id,
+        detail={"refund_id": refund.id, "invoice_id": invoice.id, "amount_atomic": atomic},
+    )
+    return refund
+
+
+def by_token(session: Session, token: str) -> Refund:
+    refund = session.scalar(select(Refund).where(Refund.token == token)) if token else None
+    if refund is None:
+        raise RefundError("this refund link is not valid")
+    return refund
+
+
+def claim(session: Session, settings: Settings, token: str, destination: str) -> Refund:
+    """The shopper says where to send it; allowed until it is sent."""
+    refund = by_token(session, token)
+    if refund.status not in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
+        raise RefundError(f"this refund is already {refund.status.value}")
+    if refund.method == PaymentMethod.BTC.value:
+        refund.destination = refund_destinations.parse_btc_refund_address(
+            destination, settings.bitcoin_network
+        )
+        refund.destination_account = None
+    else:
+        mint = settings.kzte_mint or ""
+        wallet = refund_destinations.parse_kzte_refund_wallet(destination, mint=mint)
+        refund.destination = wallet
+        refund.destination_account = refund_destinations.kzte_refund_token_account(wallet, mint)
+    refund.status, refund.claimed_at = RefundStatus.CLAIMED, utcnow()
+    accounts.audit(
+        session,
+        "refund.claimed",
+        merchant_id=refund.merchant_id,
+        detail={"refund_id": refund.id, "destination": refund.destination},
+    )
+    session.flush()
+    return refund
+
+
+def record_sent(
+    session: Session,
+    refund_id: int,
+    txid: str,
+    *,
+    merchant_id: int | None = None,
+    user_id: int | None = None,
+    search_from_height: int | None = None,
+) -> Refund:
+    """The sender's transaction id; the watcher takes it from here. Until it is confirmed a
+    wrong txid can be replaced by the right one (the watcher says what does not match)."""
+    refund = _get(session, refund_id, merchant_id)
+    if refund.status not in (RefundStatus.CLAIMED, RefundStatus.SENT):
+        raise RefundError(
+            f"refund {refund.id} is {refund.status.value}; only a claimed refund can be sent"
+        )
+    refund.block_hash = None
+    cleaned = txid.strip()
+    if refund.method == PaymentMethod.BTC.value:
+        cleaned = cleaned.lower()
+        if not _BTC_TXID.match(cleaned):
+            raise RefundError("a Bitcoin txid is 64 hexadecimal characters")
+    else:
+        from solders.signature import Signature
+
+        try:
+            Signature.from_string(cleaned)
+        except ValueError:
+            raise RefundError("that is not a Solana transaction signature") from None
+    if session.scalar(select(Refund.id).where(Refund.txid == cleaned, Refund.id != refund.id)):
+        raise RefundError("that transaction is already recorded for another refund")
+    refund.txid, refund.status, refund.sent_at = cleaned, RefundStatus.SENT, utcnow()
+    refund.search_from_height, refund.problem = search_from_height, None
+    accounts.audit(
+        session,
+        "refund.sent",
+        actor_user_id=user_id,
+        merchant_id=refund.merchant_id,
+        detail={"refund_id": refund.id, "txid": cleaned},
+    )
+    session.flush()
+    return refund
+
+
+def cancel(
+    session: Session, refund_id: int, *, merchant_id: int | None = None, user_id: int | None = None
+) -> Refund:
+    refund = _get(session, refund_id, merchant_id)
+    if refund.status not in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
+        raise RefundError(f"refund {refund.id} is {refund.status.value} and cannot be cancelled")
+    refund.status = RefundStatus.CANCELLED
+    accounts.audit(
+        session,
+        "refund.cancelled",
+        actor_user_id=user_id,
+        merchant_id=refund.merchant_id,
+        detail={"refund_id": refund.id},
+    )
+    session.flush()
+    return refund
+
+
+def confirm(session: Session, refund: Refund, now: datetime | None = None) -> Refund:
+    """The watcher found it final on chain: post it (once; its key is the refund's)."""
+    now = now or utcnow()
+    method = PaymentMethod(refund.method)
+    if refund.settlement_mode == SettlementMode.DIRECT.value:
+        owed, held = (
+            chart.refunds_owed(refund.merchant_id),
+            chart.crypto_received(refund.merchant_id, method),
+        )
+    else:
+        owed, held = chart.REFUNDS_DUE, chart.clearing(method)
+    txn, _new = write_posting(
+        session,
+        Posting(
+            key=f"refund:{refund.id}",
+            kind=TransactionKind.REFUND,
+            legs=[
+                Leg(owed, Side.DEBIT, refund.amount_tiyn),
+                Leg(held, Side.CREDIT, refund.amount_tiyn, refund.amount_atomic),
+            ],
+            effective_at=now,
+            invoice_id=refund.invoice_id,
+            merchant_id=refund.merchant_id,
+            method=refund.method,
+            description=f"refund {refund.id} of invoice {refund.invoice_id}, tx {refund.txid}",
+        ),
+    )
+    refund.status, refund.confirmed_at, refund.transaction_id = RefundStatus.CONFIRMED, now, txn.id
+    refund.problem = None
+    session.flush()
+    return refund
+
+
+def list_refunds(
+    session: Session, merchant_id: int | None = None, status: RefundStatus | None = None
+) -> list[Refund]:
+    query = select(Refund).order_by(Refund.id.desc())
+    if merchant_id is not None:
+        query = query.where(Refund.merchant_id == merchant_id)
+    if status is not None:
+        query = query.where(Refund.status == status)
+    return list(session.scalars(query.limit(1000)).all())
+
+
+def as_dict(refund: Refund, claim_url: str | None = None) -> dict[str, object]:
+    return {
+        "id": refund.id,
+        "invoice_id": refund.invoice_id,
+        "merchant_id": refund.merchant_id,
+        "method": refund.method,
+        "settlement_mode": refund.settlement_mode,
+        "amount_tiyn": refund.amount_tiyn,
+        "amount_atomic": refund.amount_atomic,
+        "status": refund.status.value,
+        "destination": refund.destination,
+        "txid": refund.txid,
+        "problem": refund.problem,
+        "claim_path": f"/r/{refund.token}",
+        "claim_url": claim_url,
+    }
