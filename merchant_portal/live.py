@@ -24,13 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from pos import invoices
 from pos.coordination import EVENT_STREAM, Coordinator
 from pos.errors import CoordinationUnavailableError, NotFoundError
+from pos.redis_guard import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 1_500  # below the 3 s socket timeout of the shared Redis client
 HEARTBEAT_SECONDS = 15.0
 READER_SLACK_SECONDS = 10.0
-READ_FAILURES_BEFORE_PAUSE = 2  # consecutive failed reads before live pages fall back
+READ_FAILURES_BEFORE_PAUSE = 3  # consecutive failed reads before live pages fall back
+RETRY_PAUSE_SECONDS = 0.2  # between them: a blip, not a tight loop
 LIFETIME_SECONDS = 120.0
 RETRY_MS = 2_000
 FINAL_STATUSES = frozenset({"settled", "expired", "invalid"})
@@ -92,7 +94,13 @@ class EventHub:
         # Its socket timeout sits well above the XREAD block: on a busy machine a blocked read
         # answers late, and a late answer is not an unavailable Redis.
         timeout = BLOCK_MS / 1000 + READER_SLACK_SECONDS
-        kwargs = {**pool.connection_kwargs, "socket_timeout": timeout}
+        # And a circuit breaker of its own: a web request's Redis timeout opens the shared
+        # client's breaker, which must not fail this reader's next reads in microseconds.
+        kwargs = {
+            **pool.connection_kwargs,
+            "socket_timeout": timeout,
+            "cc_breaker": CircuitBreaker(),
+        }
         client = redis.Redis(
             connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs)
         )
@@ -123,6 +131,7 @@ class EventHub:
                     # One dropped read (a closed or slow connection) is retried at once from
                     # the same id, so no event is missed and no page is sent to polling.
                     log.info("live event hub: read failed, retrying: %s", exc)
+                    time.sleep(RETRY_PAUSE_SECONDS)
                     continue
                 log.warning("live event hub paused: %s", exc)
                 self._set_unhealthy()

@@ -125,6 +125,7 @@ def test_sse_pushes_each_change_from_the_redis_stream(
     assert first["event"] == "status" and first["status"] == "new" and first["paid_atomic"] == 0
     _pay(runtime, invoice_id, 2_500_000_000, "sig-full")
     update = next(stream)
+    assert update["event"] == "status", update  # not a fallback to polling, nor a goodbye
     assert update["status"] == "processing" and update["paid_atomic"] == 2_500_000_000
     with runtime.session_factory() as session:
         invoice = session.get(Invoice, invoice_id)
