@@ -150,6 +150,7 @@ def median_seconds(session: Session, later: Any, earlier: Any, *where: Any) -> i
 class MerchantActivity:
     merchant_id: int
     name: str
+    settlement_mode: str = "tenge"  # `direct`: the volume is theirs, only the fee is the zone's
     settlements: int = 0
     reversals: int = 0
     volume_tiyn: int = 0
@@ -194,6 +195,7 @@ class ZoneDashboard:
                 (
                     "merchant_id",
                     "name",
+                    "settlement_mode",
                     "settlements",
                     "reversals",
                     "volume_tiyn",
@@ -204,6 +206,7 @@ class ZoneDashboard:
                     (
                         m.merchant_id,
                         m.name,
+                        m.settlement_mode,
                         m.settlements,
                         m.reversals,
                         m.volume_tiyn,
@@ -299,11 +302,17 @@ def zone_dashboard(session: Session, period: DateRange) -> ZoneDashboard:
 
 def _merchant_activity(session: Session, period: DateRange) -> list[MerchantActivity]:
     names = dict(session.execute(select(Merchant.id, Merchant.name)).all())
+    modes = {
+        mid: mode.value
+        for mid, mode in session.execute(select(Merchant.id, Merchant.settlement_mode))
+    }
     found: dict[int, MerchantActivity] = {}
 
     def row(merchant_id: int) -> MerchantActivity:
         if merchant_id not in found:
-            found[merchant_id] = MerchantActivity(merchant_id, names.get(merchant_id, "?"))
+            found[merchant_id] = MerchantActivity(
+                merchant_id, names.get(merchant_id, "?"), modes.get(merchant_id, "tenge")
+            )
         return found[merchant_id]
 
     for merchant_id, account, amount in session.execute(

@@ -1,4 +1,4 @@
-"""A merchant's statement (their payable account over a date range) and account balances.
+"""A merchant's statement (their payable, or a `direct` merchant's fees due, over a date range).
 
 The range is whole business days (Asia/Almaty, UTC+5; pos.business_day). The CSV shows times on
 the zone's clock with their offset (2026-03-02T00:00:00+05:00); `as_dict` (JSON) keeps UTC.
@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pos import business_day
+from pos import business_day, chart
 from pos.errors import NotFoundError
-from pos.models import Merchant
+from pos.models import Merchant, SettlementMode
 from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
 from settlement.ledger.posting import payable_account
 from settlement.ledger.reports import DateRange, Table, signed_sum
@@ -41,13 +41,22 @@ class StatementLine:
 
 @dataclass
 class Statement:
-    """The merchant's payable account: what the zone owes them (credits - debits)."""
+    """`tenge`: the merchant's payable — what the zone owes them (credits - debits).
+    `direct`: their fees_due — the fees they owe the zone (debits - credits)."""
 
     merchant_id: int
     merchant_name: str
     range: DateRange
     opening_tiyn: int
     lines: list[StatementLine]
+    settlement_mode: str = SettlementMode.TENGE.value
+    account: str = ""
+
+    @property
+    def meaning(self) -> str:
+        if self.settlement_mode == SettlementMode.DIRECT.value:
+            return "fees owed to the zone (you keep the crypto; fees are invoiced monthly)"
+        return "owed to you by the zone (paid out in KZT)"
 
     @property
     def closing_tiyn(self) -> int:
@@ -107,6 +116,9 @@ class Statement:
         return {
             "merchant_id": self.merchant_id,
             "merchant_name": self.merchant_name,
+            "settlement_mode": self.settlement_mode,
+            "account": self.account,
+            "meaning": self.meaning,
             "range": self.range.as_dict(),
             "opening_tiyn": self.opening_tiyn,
             "closing_tiyn": self.closing_tiyn,
@@ -121,8 +133,10 @@ def merchant_statement(session: Session, merchant_id: int, period: DateRange) ->
     merchant = session.get(Merchant, merchant_id)
     if merchant is None:
         raise NotFoundError("no such merchant")
-    account = payable_account(merchant_id)
-    opening = -int(
+    direct = merchant.settlement_mode is SettlementMode.DIRECT
+    account = chart.fees_due(merchant_id) if direct else payable_account(merchant_id)
+    sign = 1 if direct else -1  # fees_due is an asset (debits), the payable a liability
+    opening = sign * int(
         session.scalar(
             select(signed_sum()).where(
                 LedgerEntry.account == account, LedgerEntry.effective_at < period.start_at
@@ -144,7 +158,7 @@ def merchant_statement(session: Session, merchant_id: int, period: DateRange) ->
     ):
         debit = entry.amount_tiyn if entry.side is Side.DEBIT else 0
         credit = entry.amount_tiyn - debit
-        balance += credit - debit
+        balance += (debit - credit) if direct else (credit - debit)
         lines.append(
             StatementLine(
                 entry.effective_at,
@@ -157,7 +171,8 @@ def merchant_statement(session: Session, merchant_id: int, period: DateRange) ->
                 balance,
             )
         )
-    return Statement(merchant.id, merchant.name, period, opening, lines)
+    mode = merchant.settlement_mode.value
+    return Statement(merchant.id, merchant.name, period, opening, lines, mode, account)
 
 
 def balances(session: Session) -> dict[str, int]:

@@ -122,3 +122,33 @@ def test_fee_invoice_pages_operator_issues_and_marks_paid_owners_see_their_own(
     cashier = app.test_client()
     login(cashier, "cashier@mine.test", factories.PASSWORD)
     assert cashier.get("/fees/").status_code == 403
+
+
+def test_a_direct_merchants_statement_is_its_fees_due_and_says_so(
+    runtime: Runtime, session: Session, make_invoice: MakeInvoice
+) -> None:
+    from settlement.ledger import reports, statements
+
+    direct = factories.merchant(
+        session, runtime.settings, "Direct S", "direct-s", SettlementMode.DIRECT
+    )
+    session.commit()
+    invoice = make_invoice(250_000, merchant=direct)
+    pay(session, invoice, invoice.amount_due_atomic)
+    book_all(session, runtime.settings)
+    day = business_day.today()
+    statement = statements.merchant_statement(session, direct.id, reports.DateRange(day, day))
+    data = statement.as_dict()
+    assert (data["settlement_mode"], data["account"]) == (
+        "direct",
+        f"merchant:{direct.id}:fees_due",
+    )
+    assert data["closing_tiyn"] == 2_500 and "fees owed to the zone" in data["meaning"]
+    board = reports.zone_dashboard(session, reports.DateRange(day, day))
+    [row] = [m for m in board.merchants if m.merchant_id == direct.id]
+    assert (row.settlement_mode, row.volume_tiyn, row.fees_tiyn, row.net_tiyn) == (
+        "direct",
+        250_000,
+        2_500,
+        0,
+    )

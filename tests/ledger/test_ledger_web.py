@@ -88,8 +88,8 @@ def test_zone_dashboard_shows_the_numbers_and_a_chart(
     rows = list(
         csv.reader(io.StringIO(web.get("/reports/zone/merchants.csv").get_data(as_text=True)))
     )
-    assert rows[0][:3] == ["merchant_id", "name", "settlements"]
-    assert {r[1] for r in rows[1:]} == {"Shop A", "Shop B"}
+    assert rows[0][:4] == ["merchant_id", "name", "settlement_mode", "settlements"]
+    assert {(r[1], r[2]) for r in rows[1:]} == {("Shop A", "tenge"), ("Shop B", "tenge")}
     assert web.get("/reports/zone/nope.csv").status_code == 404
     assert web.get("/reports/zone?from=2026-13-01").status_code == 400
 
