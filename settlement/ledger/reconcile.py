@@ -294,7 +294,11 @@ def _held_by_invoice(session: Session, invoice_ids: list[str]) -> dict[str, tupl
                 LedgerEntry.amount_tiyn,
             )
             .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .where(LedgerTransaction.invoice_id.in_(chunk))
+            .where(
+                LedgerTransaction.invoice_id.in_(chunk),
+                # A refund pays money back out of clearing: reconciled per method, not here.
+                LedgerTransaction.kind != TransactionKind.REFUND,
+            )
         ):
             if invoice_id is None:
                 continue

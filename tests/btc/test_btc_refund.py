@@ -5,15 +5,12 @@ transaction index the watcher finds it in the mempool or in the blocks mined sin
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import pytest
 from btc_harness import World, make_world, status_is
 from chains import Chain
-from embit import bip32, script
-from embit.networks import NETWORKS
-from embit.transaction import Transaction, TransactionInput, TransactionOutput
+from zone_wallet import SHOPPER, zone_spend
 
 from pos import accounts
 from pos.demo_wallets import demo_account_xpub
@@ -26,8 +23,6 @@ from settlement.ledger.balances import balance_map
 from settlement.ledger.models import Refund, RefundStatus
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
-
-SHOPPER = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"  # a regtest P2WPKH of nobody's here
 
 
 def _world(runtime: Runtime, chain: Chain, mode: SettlementMode) -> World:
@@ -80,27 +75,6 @@ def _watch(world: World, refund_id: int, until: str, passes: int = 30) -> Refund
     raise AssertionError(f"refund {refund_id}: {refund.status} {refund.problem}")
 
 
-def _zone_spend(payment: Payment, index: int, to: str, amount: int, fee: int = 2_000) -> str:
-    """Sign a spend of the zone's received output with the test zone's key (the wallet the
-    server never holds: tests/conftest.py derives the zone key from a public seed)."""
-    seed = hashlib.sha256(b"cryptocity demo wallet test zone").digest()
-    root = bip32.HDKey.from_seed(seed, version=NETWORKS["test"]["xprv"])
-    key = root.derive(f"m/84h/1h/0h/0/{index}")
-    pub = key.get_public_key()
-    change = payment.amount_atomic - amount - fee
-    txin = TransactionInput(bytes.fromhex(payment.txid), payment.output_index)
-    tx = Transaction(
-        vin=[txin],
-        vout=[
-            TransactionOutput(amount, script.address_to_scriptpubkey(to)),
-            TransactionOutput(change, script.p2wpkh(pub)),  # back to the same zone address
-        ],
-    )
-    digest = tx.sighash_segwit(0, script.p2pkh(pub), payment.amount_atomic)
-    txin.witness = script.witness_p2wpkh(key.key.sign(digest), pub)
-    return str(tx.serialize().hex())
-
-
 def test_a_zone_refund_must_spend_the_zones_coins_and_is_posted_once_mined(
     runtime: Runtime, chain: Chain
 ) -> None:
@@ -116,7 +90,7 @@ def test_a_zone_refund_must_spend_the_zones_coins_and_is_posted_once_mined(
     )
 
     index = world.load(invoice_id).btc_derivation_index or 0
-    txid = world.chain.send_raw(_zone_spend(payment, index, SHOPPER, 30_000))
+    txid = world.chain.send_raw(zone_spend(payment, index, SHOPPER, 30_000))
     _record(world, refund_id, txid)  # the right transaction replaces the wrong one
     assert "confirmations" in (_watch(world, refund_id, "confirmations").problem or "")
     world.chain.mine(1)

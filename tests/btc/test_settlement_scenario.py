@@ -7,7 +7,9 @@ duties (watcher, expiry, ledger booking) run in-process between steps. After eve
 account's balance (tiyn, and atomic units for clearing) must equal `Model`, a calculation
 written here from the payments on chain and the invoices' locked rates; the ledger must
 balance; `report reconcile --json` must show no difference; and a `direct` merchant never has
-a payout.
+a payout. The steps: pay exactly, over, twice, after settlement, partial then expired, a double
+spend of an unconfirmed second payment, a refund claimed/sent/confirmed, a reorg after
+settlement, conversions at a gain and a loss, a payout after the hold.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any
 import pytest
 from btc_harness import World, make_world, status_is
 from chains import Chain, make_chain
+from zone_wallet import SHOPPER, zone_spend
 
 from pos.cli import main
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus
+from settlement.ledger import refunds
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
@@ -105,6 +109,7 @@ class Model:
         self.invoices: dict[str, Inv] = {}
         self.conversions: list[tuple[int, int, int]] = []  # (sat, proceeds, book value)
         self.payouts: dict[int, int] = defaultdict(int)
+        self.refunds: list[tuple[Inv, int, int]] = []  # (invoice, tiyn, sat) confirmed
 
     def balances(self) -> dict[str, tuple[int, int | None]]:
         tiyn: dict[str, int] = defaultdict(int)
@@ -139,6 +144,13 @@ class Model:
             atomic["zone:clearing:btc"] -= sat
             tiyn["zone:bank"] += proceeds
             tiyn["zone:fx_result"] += proceeds - book
+        for inv, refund_tiyn, refund_sat in self.refunds:
+            m = inv.merchant_id
+            held = f"merchant:{m}:crypto_received:btc" if inv.direct else "zone:clearing:btc"
+            owed = f"merchant:{m}:refunds_owed" if inv.direct else "zone:refunds_due"
+            tiyn[held] -= refund_tiyn
+            atomic[held] -= refund_sat
+            tiyn[owed] -= refund_tiyn
         for merchant_id, paid in self.payouts.items():
             tiyn[f"merchant:{merchant_id}:payable"] -= paid
             tiyn["zone:bank"] -= paid
@@ -281,7 +293,34 @@ def test_both_settlement_modes_book_every_payment_exactly_once(
     s.world.until(ds.id, lambda i: any(p.status.value == "replaced" for p in i.payments))
     s.check("its double spend changes nothing")
 
-    # 7. reorg after settlement, the payment dropped (last: the node restarts without the
+    # 7. a refund of the overpayment: claimed, sent (by the zone from its own coins in
+    # `tenge`, by the merchant's wallet in `direct`), confirmed by the watcher, then posted
+    made = s.cli("refunds", "create", "--invoice", over.id)
+    owed_sat = over.final[0] - over.due
+    owed_tiyn = value(over.rate, over.final[0]) - value(over.rate, over.due)
+    assert (made["amount_atomic"], made["amount_tiyn"]) == (owed_sat, owed_tiyn)
+    with runtime.session_factory() as session:
+        refunds.claim(session, runtime.settings, made["claim_path"].split("/")[-1], SHOPPER)
+        session.commit()
+    if direct:
+        refund_txid = s.world.chain.pay(SHOPPER, owed_sat)
+    else:
+        loaded = s.world.load(over.id)
+        raw = zone_spend(loaded.payments[0], loaded.btc_derivation_index or 0, SHOPPER, owed_sat)
+        refund_txid = s.world.chain.send_raw(raw)
+    s.cli("refunds", "record-sent", str(made["id"]), "--txid", refund_txid)
+    s.check("refund sent, not yet confirmed: nothing posted")
+    s.world.chain.mine(1)
+    for _ in range(50):
+        s.world.tick()
+        listed = s.cli("refunds", "list")["refunds"]
+        if listed[0]["status"] == "confirmed":
+            break
+    assert listed[0]["status"] == "confirmed", listed[0]
+    s.model.refunds.append((over, owed_tiyn, owed_sat))
+    s.check("refund confirmed")
+
+    # 8. reorg after settlement, the payment dropped (last: the node restarts without the
     # shopper's wallet, which is what keeps the transaction from coming back)
     reorged = s.invoice(shop, direct)
     s.pay(reorged, reorged.due)
@@ -303,7 +342,7 @@ def test_both_settlement_modes_book_every_payment_exactly_once(
         assert refused.code != 0 and "holds 0 sat" in refused.err
         return
 
-    # 8. conversions at a gain and at a loss (weighted-average book value)
+    # 9. conversions at a gain and at a loss (weighted-average book value)
     held_tiyn, held_sat = s.model.balances()["zone:clearing:btc"]
     assert held_sat is not None
     half = held_sat // 2
@@ -327,7 +366,7 @@ def test_both_settlement_modes_book_every_payment_exactly_once(
     )  # fmt: skip
     assert too_much.code != 0 and "holds 0 sat" in too_much.err
 
-    # 9. payouts: nothing within the hold (1 h); with the hold over, the whole payable
+    # 10. payouts: nothing within the hold (1 h); with the hold over, the whole payable
     assert s.cli("payouts", "run", "--date", _today())["created"] == []
     s.cli("merchant", "settlement", "--merchant", str(shop), "--mode", "tenge",
           "--payout-hold-hours", "0")  # fmt: skip
