@@ -85,10 +85,19 @@ class EventHub:
         # Started on first use, in the serving process (never at import, never before a fork);
         # called with the lock held, so at most one reader runs.
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._read, name="sse-hub", daemon=True)
+            # Where the new reader starts is decided here, before the caller takes its
+            # snapshot: a thread that looked up the tail itself, later, could start after an
+            # event the snapshot already missed, and that page would wait for nothing.
+            try:
+                start = stream_tail(self.coordinator)
+            except CoordinationUnavailableError:
+                start = "$"  # Redis is down: the snapshot fails too, the page polls
+            self._thread = threading.Thread(
+                target=self._read, args=(start,), name="sse-hub", daemon=True
+            )
             self._thread.start()
 
-    def _read(self) -> None:
+    def _read(self, start: str) -> None:
         # A connection of its own: the long XREADs never share a socket with request code.
         pool = self.coordinator.client.connection_pool
         # Its socket timeout sits well above the XREAD block: on a busy machine a blocked read
@@ -106,14 +115,14 @@ class EventHub:
         )
         reader = Coordinator(client)
         try:
-            self._read_with(reader)
+            self._read_with(reader, start)
         finally:
             client.close()
             pool_of_reader = client.connection_pool
             pool_of_reader.disconnect()
 
-    def _read_with(self, reader: Coordinator) -> None:
-        last_id = "$"
+    def _read_with(self, reader: Coordinator, start: str) -> None:
+        last_id = start
         failures = 0
         while True:
             with self._lock:

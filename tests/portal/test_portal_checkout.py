@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -159,3 +160,26 @@ def test_sse_tells_the_page_to_poll_when_redis_is_gone(runtime: Runtime, invoice
 def test_unknown_invoice_has_no_stream_or_receipt(client: FlaskClient) -> None:
     assert client.get("/i/nope/events").status_code == 404
     assert client.get("/i/nope/receipt").status_code == 404
+
+
+def test_a_new_hub_reader_never_starts_after_an_event_its_page_is_waiting_for(
+    runtime: Runtime, invoice_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader thread of a new hub may be scheduled late (a busy machine): the event
+    published between the page's snapshot and that moment must still wake the page."""
+    from merchant_portal import live
+
+    original = live.EventHub._read_with
+
+    def late_reader(self: live.EventHub, *args: object) -> None:
+        time.sleep(1.0)  # the payment below is published before this thread reads anything
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(live.EventHub, "_read_with", late_reader)
+    hub = live.EventHub(runtime.coordinator)
+    seen = hub.subscribe(invoice_id)  # starts the (late) reader
+    try:
+        _pay(runtime, invoice_id, 2_500_000_000, "sig-early")
+        assert hub.wait(invoice_id, seen, timeout=15.0) != seen
+    finally:
+        hub.unsubscribe(invoice_id)
