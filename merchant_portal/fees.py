@@ -3,11 +3,12 @@ their own (another merchant's do not exist for them)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from merchant_portal.context import db
+from merchant_portal.forms import form_action
 from merchant_portal.security import require_role
 from pos import business_day, money
 from settlement.ledger import fee_invoices
@@ -37,31 +38,20 @@ def index() -> str:
 @bp.post("/issue")
 @require_role("operator")
 def issue() -> ResponseReturnValue:
-    session = db()
-    month = request.form.get("month", "")
-    try:
-        created = fee_invoices.issue_month(session, month)
-    except fee_invoices.FeeInvoiceError as exc:
-        session.rollback()
-        flash(str(exc))
-        return redirect(url_for("fees.index")), 303
-    session.commit()
-    flash(f"{len(created)} fee invoices issued for {month}")
-    return redirect(url_for("fees.index")), 303
+    def work() -> str:
+        month = request.form.get("month", "")
+        created = fee_invoices.issue_month(db(), month)
+        return f"{len(created)} fee invoices issued for {month}"
+
+    return form_action(work, (fee_invoices.FeeInvoiceError,), url_for("fees.index"))
 
 
 @bp.post("/<int:fee_invoice_id>/mark-paid")
 @require_role("operator")
 def mark_paid(fee_invoice_id: int) -> ResponseReturnValue:
-    session = db()
-    try:
-        bill = fee_invoices.mark_paid(
-            session, fee_invoice_id, request.form.get("bank_reference", ""), current_user.id
-        )
-    except fee_invoices.FeeInvoiceError as exc:
-        session.rollback()
-        flash(str(exc))
-        return redirect(url_for("fees.index")), 303
-    session.commit()
-    flash(f"fee invoice #{bill.id} marked paid")
-    return redirect(url_for("fees.index")), 303
+    def work() -> str:
+        reference = request.form.get("bank_reference", "")
+        bill = fee_invoices.mark_paid(db(), fee_invoice_id, reference, current_user.id)
+        return f"fee invoice #{bill.id} marked paid"
+
+    return form_action(work, (fee_invoices.FeeInvoiceError,), url_for("fees.index"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from flask import request
+from flask import flash, redirect, request
+from flask.typing import ResponseReturnValue
 
+from merchant_portal.context import db
 from pos.errors import PosError, ValidationError
 
 
@@ -44,3 +46,20 @@ def requested_page() -> int:
     """The `page` query argument as a positive int (1 when absent or silly)."""
     page = request.args.get("page", "1")
     return int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1
+
+
+def form_action(
+    work: Callable[[], str], errors: tuple[type[PosError], ...], back: str
+) -> ResponseReturnValue:
+    """A POST of a list page: run `work` and commit, flashing the message it returns; on one of
+    `errors` roll back (nothing is kept) and flash the error instead. Then back to `back`."""
+    session = db()
+    try:
+        message = work()
+    except errors as exc:
+        session.rollback()
+        flash(str(exc))
+        return redirect(back), 303
+    session.commit()
+    flash(message)
+    return redirect(back), 303

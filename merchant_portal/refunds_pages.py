@@ -4,14 +4,17 @@ merchant sends their own (the owner records them). An owner sees only their merc
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from collections.abc import Callable
+
+from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from merchant_portal.context import db, settings
+from merchant_portal.forms import form_action
 from merchant_portal.security import require_role
 from pos import money
-from pos.errors import ValidationError
+from pos.errors import PosError, ValidationError
 from settlement.ledger import refunds
 
 bp = Blueprint("refunds", __name__, url_prefix="/refunds")
@@ -34,65 +37,50 @@ def index() -> str:
     )
 
 
-def _back() -> ResponseReturnValue:
-    return redirect(url_for("refunds.index")), 303
+def _act(work: Callable[[], str], *errors: type[PosError]) -> ResponseReturnValue:
+    return form_action(work, errors or (refunds.RefundError,), url_for("refunds.index"))
 
 
 @bp.post("/")
 @require_role("operator", "owner")
 def create() -> ResponseReturnValue:
-    session = db()
-    try:
+    def work() -> str:
         refund = refunds.create(
-            session,
+            db(),
             settings(),
             request.form.get("invoice_id", "").strip(),
             merchant_id=_scope(),
             user_id=current_user.id,
         )
-    except refunds.RefundError as exc:
-        session.rollback()
-        flash(str(exc))
-        return _back()
-    session.commit()
-    flash(f"refund #{refund.id} created: give the shopper the claim link /r/{refund.token}")
-    return _back()
+        return f"refund #{refund.id} created: give the shopper the claim link /r/{refund.token}"
+
+    return _act(work)
 
 
 @bp.post("/<int:refund_id>/sent")
 @require_role("operator", "owner")
 def record_sent(refund_id: int) -> ResponseReturnValue:
-    session = db()
-    try:
-        refund = refunds.get(session, refund_id, _scope())
+    def work() -> str:
+        refund = refunds.get(db(), refund_id, _scope())
         if refund.settlement_mode == "tenge" and current_user.role != "operator":
             abort(403)  # the zone holds the crypto: only the zone records what it sent
         refunds.record_sent(
-            session,
+            db(),
             refund_id,
             request.form.get("txid", ""),
             merchant_id=_scope(),
             user_id=current_user.id,
         )
-    except (refunds.RefundError, ValidationError) as exc:
-        session.rollback()
-        flash(str(exc))
-        return _back()
-    session.commit()
-    flash(f"refund #{refund_id} recorded as sent; it is posted once the network confirms it")
-    return _back()
+        return f"refund #{refund_id} recorded as sent; it is posted once the network confirms it"
+
+    return _act(work, refunds.RefundError, ValidationError)
 
 
 @bp.post("/<int:refund_id>/cancel")
 @require_role("operator", "owner")
 def cancel(refund_id: int) -> ResponseReturnValue:
-    session = db()
-    try:
-        refunds.cancel(session, refund_id, merchant_id=_scope(), user_id=current_user.id)
-    except refunds.RefundError as exc:
-        session.rollback()
-        flash(str(exc))
-        return _back()
-    session.commit()
-    flash(f"refund #{refund_id} cancelled")
-    return _back()
+    def work() -> str:
+        refunds.cancel(db(), refund_id, merchant_id=_scope(), user_id=current_user.id)
+        return f"refund #{refund_id} cancelled"
+
+    return _act(work)

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from sandbox.solana.wallet import pay_uri as pay_solana
     from settlement.ledger import conversions
     from settlement.ledger.balances import account_balances, ledger_balances
+    from settlement.ledger.posting import book_value_tiyn
 
     rt = open_runtime(settings)
     wallets = settings.sandbox_dir / "shopper"
@@ -55,12 +56,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         uri = payment_uri(invoice, settings, name)
                         made.append(invoice.id)
                     if method is PaymentMethod.BTC:
-                        pay_bitcoin(uri, rpc_url=settings.bitcoin_rpc_url,
-                                    wallet_dir=wallets / "bitcoin", amount_factor=factor)
+                        pay_bitcoin(
+                            uri,
+                            rpc_url=settings.bitcoin_rpc_url,
+                            wallet_dir=wallets / "bitcoin",
+                            amount_factor=factor,
+                        )
                     else:
-                        pay_solana(uri, rpc_url=settings.solana_rpc_url,
-                                   wallet_dir=wallets / "solana", amount_factor=factor,
-                                   faucet_data_dir=settings.data_dir)
+                        pay_solana(
+                            uri,
+                            rpc_url=settings.solana_rpc_url,
+                            wallet_dir=wallets / "solana",
+                            amount_factor=factor,
+                            faucet_data_dir=settings.data_dir,
+                        )
                     print(f"  {name}: {method.value} {price / 100:,.2f} KZT x{factor} paid",
                           flush=True)  # fmt: skip
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
@@ -83,7 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _kzte_tiyn, kzte_units = conversions.clearing_balance(session, PaymentMethod.KZTE)
             if btc_sat > 1:
                 half = btc_sat // 2
-                book = (2 * btc_tiyn * half + btc_sat) // (2 * btc_sat)
+                book = book_value_tiyn(btc_tiyn, btc_sat, half)
                 request_btc = conversions.ConversionRequest(
                     PaymentMethod.BTC, half, book + book // 200, f"demo-day-btc-{made[0]}"
                 )

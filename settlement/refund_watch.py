@@ -30,6 +30,8 @@ from settlement.chains.bitcoin_core import BitcoinCoreClient, btc_to_sat
 from settlement.chains.solana_rpc import ChainTransaction, SolanaRpc
 from settlement.errors import NodeRpcError, NodeUnavailableError, NotFoundOnChainError
 from settlement.kzte_validation import (
+    _TRANSFER,
+    _TRANSFER_CHECKED,
     TOKEN_2022_PROGRAM,
     TOKEN_PROGRAM,
     associated_token_address,
@@ -42,7 +44,6 @@ log = logging.getLogger(__name__)
 
 MAX_BLOCKS_PER_PASS = 50  # a long outage is caught up over a few passes
 LOOKBACK_BLOCKS = 144  # a txid recorded late (up to a day of blocks after it was mined)
-_TRANSFER, _TRANSFER_CHECKED = 3, 12
 
 
 # --- Bitcoin ----------------------------------------------------------------------------------
@@ -208,6 +209,8 @@ def run(rt: Runtime) -> int:
     confirmed = 0
     with rt.session_factory() as session:
         ids = session.scalars(select(Refund.id).where(Refund.status == RefundStatus.SENT)).all()
+    if not ids:
+        return 0  # the common case: no node call at all
     client = BitcoinCoreClient(rt.settings.bitcoin_rpc_url, timeout=5)
     try:
         for refund_id in ids:

@@ -95,10 +95,13 @@ class Split:
     received_atomic: int  # of the booked receipts (a payment worth under a tiyn is not)
     allocated_tiyn: int
     allocated_atomic: int
+    closed: bool  # settled, expired or invalid: what was not allocated is owed back
 
     @property
     def owed_back(self) -> tuple[int, int]:
-        """(tiyn, atomic) to give back once the invoice is closed; never negative."""
+        """(tiyn, atomic) to give back; nothing while the invoice is open; never negative."""
+        if not self.closed:
+            return 0, 0
         return (
             max(self.received_tiyn - self.allocated_tiyn, 0),
             max(self.received_atomic - self.allocated_atomic, 0),
@@ -144,13 +147,11 @@ def split(invoice: Invoice, settings: Settings) -> Split:
             parts = allocation(invoice.price_tiyn, allocated, merchant_fee_bp(invoice, settings))
             legs = allocation_legs(direct, merchant_id, parts)
             wanted.append(Wanted("allocation", TransactionKind.SETTLEMENT, tuple(legs)))
-    if invoice.status in TERMINAL and received > allocated:
+    closed = invoice.status in TERMINAL
+    if closed and received > allocated:
         legs = owed_back_legs(direct, merchant_id, received - allocated)
         wanted.append(Wanted("owed_back", TransactionKind.OWED_BACK, tuple(legs)))
-    else:
-        received_atomic = allocated_atomic  # open: nothing is owed back yet
-        received = allocated
-    return Split(wanted, received, received_atomic, allocated, allocated_atomic)
+    return Split(wanted, received, received_atomic, allocated, allocated_atomic, closed)
 
 
 def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:

@@ -14,12 +14,13 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pos import accounts, business_day, chart, money
 from pos.db import utcnow
 from pos.models import Merchant, SettlementMode
+from settlement.ledger.balances import SIGNED_TIYN
 from settlement.ledger.errors import LedgerError
 from settlement.ledger.models import (
     FeeInvoice,
@@ -50,11 +51,8 @@ def parse_month(text: str) -> tuple[date, date]:
 
 def accrued_tiyn(session: Session, merchant_id: int, before: datetime) -> int:
     """Fees the merchant's sales put on fees_due before `before` (fee payments left out)."""
-    signed = case(
-        (LedgerEntry.side == Side.DEBIT, LedgerEntry.amount_tiyn), else_=-LedgerEntry.amount_tiyn
-    )
     total = session.scalar(
-        select(func.sum(signed))
+        select(func.sum(SIGNED_TIYN))
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
         .where(
             LedgerEntry.account == chart.fees_due(merchant_id),

@@ -24,19 +24,19 @@ import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pos import accounts, business_day, chart, money
 from pos.db import utcnow
 from pos.models import Merchant
+from settlement.ledger.balances import SIGNED_TIYN
 from settlement.ledger.errors import PayoutError, PayoutNotFoundError
 from settlement.ledger.models import (
     LedgerEntry,
     Payout,
     PayoutLine,
     PayoutStatus,
-    Side,
     TransactionKind,
 )
 from settlement.ledger.payout_sources import (
@@ -217,13 +217,10 @@ def negative_payables(session: Session, merchant_id: int | None = None) -> list[
 
 def payable_balance(session: Session, merchant_id: int) -> int:
     """What the zone owes the merchant now (credits - debits of their payable), in tiyn."""
-    signed = case(
-        (LedgerEntry.side == Side.CREDIT, LedgerEntry.amount_tiyn), else_=-LedgerEntry.amount_tiyn
-    )
     total = session.scalar(
-        select(func.sum(signed)).where(LedgerEntry.account == chart.payable(merchant_id))
+        select(func.sum(SIGNED_TIYN)).where(LedgerEntry.account == chart.payable(merchant_id))
     )
-    return int(total or 0)
+    return -int(total or 0)  # SIGNED_TIYN is debit-positive; a payable is a credit
 
 
 def get_payout(session: Session, payout_id: int) -> Payout:

@@ -25,7 +25,7 @@ from pos.errors import PosError
 from pos.models import Invoice, Payment, PaymentStatus, SettlementMode
 from pos.settings import Settings
 from pos.states import InvoiceStatus, PaymentMethod
-from settlement.ledger.balances import SIGNED_ATOMIC, SIGNED_TIYN
+from settlement.ledger.conversions import clearing_balance
 from settlement.ledger.models import (
     Conversion,
     LedgerEntry,
@@ -340,11 +340,7 @@ def _method_balance(session: Session, settings: Settings, method: PaymentMethod)
             LedgerEntry.account == chart.clearing(method),
         )
     )
-    tiyn, atomic = session.execute(
-        select(func.sum(SIGNED_TIYN), func.sum(SIGNED_ATOMIC)).where(
-            LedgerEntry.account == chart.clearing(method)
-        )
-    ).one()
+    tiyn, atomic = clearing_balance(session, method)
     return MethodBalance(
         method.value,
         chain,
