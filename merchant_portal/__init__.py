@@ -20,6 +20,9 @@ def create_app(
         runtime = connect_runtime(settings or Settings.from_env())
     settings = runtime.settings
     app = Flask(__name__)
+    from merchant_portal.converters import BigintConverter
+
+    app.url_map.converters["int"] = BigintConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,

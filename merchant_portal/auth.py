@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
@@ -12,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from merchant_portal.context import client_ip, db
 from merchant_portal.extensions import login_manager
+from merchant_portal.redirects import safe_next
 from merchant_portal.security import (
     clear_login_failures,
     login_blocked_for,
@@ -73,12 +73,7 @@ def home_for(role: str) -> str:
 
 def _safe_next(target: str | None) -> str | None:
     # Only local paths: an open redirect would let a phishing link borrow our login page.
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
+    return safe_next(target)
 
 
 @bp.get("/")

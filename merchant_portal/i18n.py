@@ -15,6 +15,8 @@ from flask_babel import Babel, get_locale
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
+from merchant_portal.redirects import safe_next
+
 LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский", "kk": "Қазақша"}
 COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 86_400
@@ -51,17 +53,11 @@ def status_label(status: str) -> str:
     return str(status) if label is None else str(label)
 
 
-def _safe_next(target: str | None) -> str:
-    # Local paths only, like the login redirect: a switch link must not become an open redirect.
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("auth.index")
-    return target
-
-
 @bp.get("/lang/<code>")
 def switch(code: str) -> Response:
     """Remember a language in a cookie and go back to the page the shopper was on."""
-    response = redirect(_safe_next(request.args.get("next")))
+    # Local paths only, like the login redirect: a switch link must not become an open redirect.
+    response = redirect(safe_next(request.args.get("next")) or url_for("auth.index"))
     if code in LANGUAGES:
         response.set_cookie(
             COOKIE, code, max_age=COOKIE_MAX_AGE, samesite="Lax", httponly=True, secure=False

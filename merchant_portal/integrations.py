@@ -7,7 +7,9 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db, settings
+from merchant_portal.forms import is_whole_number
 from merchant_portal.security import require_role
 from pos import integrations
 from pos.errors import PosError, ValidationError
@@ -69,11 +71,12 @@ def index() -> tuple[str, int]:
 
 @bp.post("/keys")
 @require_role("owner")
+@no_store  # the answer shows the new API token, once
 def create_key() -> tuple[str, int]:
     session = db()
     raw_rate = request.form.get("rate_limit_per_minute", "").strip()
     try:
-        if not raw_rate.isdigit():
+        if not is_whole_number(raw_rate):
             raise ValidationError("the rate limit is a whole number", field="rate_limit_per_minute")
         key, token = integrations.create_api_key(
             session,
@@ -148,12 +151,14 @@ def _webhook_page(
 
 @bp.get("/webhooks/<int:webhook_id>")
 @require_role("owner")
+@no_store  # the page shows the signing secret
 def webhook(webhook_id: int) -> tuple[str, int]:
     return _webhook_page(integrations.get_webhook(db(), webhook_id, _merchant_id()))
 
 
 @bp.post("/webhooks/<int:webhook_id>")
 @require_role("owner")
+@no_store  # a refused change re-renders the page with the signing secret
 def update_webhook(webhook_id: int) -> Response | tuple[str, int]:
     session = db()
     hook = integrations.get_webhook(session, webhook_id, _merchant_id())

@@ -7,7 +7,6 @@ form values, so `merchant_portal.reports` stays a thin layer of routes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from merchant_portal.forms import BIGINT_MAX, MAX_FORM_TIYN, is_whole_number
 from pos import money
 from pos.errors import ValidationError
 from pos.models import Merchant
@@ -52,8 +52,6 @@ _CONVERSION_COLUMNS = (
     "reference",
     "created_at",
 )
-
-_WHOLE = re.compile(r"\d{1,30}")
 
 
 @dataclass(frozen=True)
@@ -100,12 +98,20 @@ def parse_conversion_form(form: Mapping[str, str]) -> conversions.ConversionRequ
     except ValueError:
         raise ValidationError("choose the method: btc or kzte", field="method") from None
     amount_text = form.get("amount_atomic", "").strip()
-    if not _WHOLE.fullmatch(amount_text):
+    if not is_whole_number(amount_text) or int(amount_text) > BIGINT_MAX:
         raise ValidationError(
             f"{amount_text!r} is not a whole number of {conversions.UNIT[method]}",
             field="amount_atomic",
         )
-    proceeds_tiyn = money.parse_kzt(form.get("proceeds", ""))
+    proceeds_text = form.get("proceeds", "").strip()
+    # money.parse_kzt's \d would read '٣' as a digit, and a 5000-digit text crashes int().
+    if not proceeds_text.isascii() or len(proceeds_text) > 40:
+        raise ValidationError(f"{proceeds_text!r} is not an amount in tenge", field="proceeds")
+    proceeds_tiyn = money.parse_kzt(proceeds_text)
+    if proceeds_tiyn > MAX_FORM_TIYN:
+        raise ValidationError(
+            f"at most {money.format_kzt(MAX_FORM_TIYN)} ₸ per conversion", field="proceeds"
+        )
     reference = form.get("reference", "").strip()
     if not reference:
         # Required here (optional in the CLI): it is what makes a double-submitted form safe.

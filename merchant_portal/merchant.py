@@ -15,7 +15,13 @@ from sqlalchemy import exists, select
 from werkzeug.wrappers import Response
 
 from merchant_portal.context import client_ip, db, settings
-from merchant_portal.forms import field_error, form_values, parse_int, parse_percent_bp
+from merchant_portal.forms import (
+    field_error,
+    form_values,
+    parse_int,
+    parse_percent_bp,
+    parse_tenge,
+)
 from merchant_portal.security import require_role
 from pos import accounts, bank_details, money
 from pos.errors import PosError, ValidationError
@@ -259,10 +265,10 @@ def _save_policies(merchant: Merchant, form: dict[str, str]) -> None:
     )
     expiry = parse_int(form["expiry_minutes"], "expiry_minutes", 1, 1440, "expiry")
     tolerance_bp = parse_percent_bp(form["tolerance_percent"], "tolerance_bp", 1000)
-    try:
-        zero_conf_tiyn = money.parse_kzt(form["zero_conf_limit"] or "0")
-    except ValidationError as exc:
-        raise ValidationError(str(exc), field="zero_conf_limit_tiyn") from None
+    # Above the largest invoice a 0-conf limit means nothing; beyond it is a typo (or a 500).
+    zero_conf_tiyn = parse_tenge(
+        form["zero_conf_limit"] or "0", "zero_conf_limit_tiyn", settings().max_invoice_tiyn
+    )
     accounts.set_policies(
         db(),
         merchant,

@@ -18,7 +18,7 @@ from flask_login import current_user
 from sqlalchemy import Select, func, or_, select
 
 from merchant_portal.context import db, settings
-from merchant_portal.forms import requested_page
+from merchant_portal.forms import parse_optional_date, requested_page
 from merchant_portal.security import require_role
 from pos import business_day, invoices, money
 from pos.db import utcnow
@@ -71,12 +71,7 @@ class InvoiceFilter:
 
 
 def _parse_date(text: str, field: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValidationError("use a date like 2026-11-23", field=field) from None
+    return parse_optional_date(text, field)
 
 
 def parse_filter(args: dict[str, str]) -> tuple[InvoiceFilter, dict[str, str]]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db
-from merchant_portal.forms import field_error, form_values
+from merchant_portal.forms import field_error, form_values, parse_tenge
 from merchant_portal.security import require_role
 from pos import accounts, catalog, money
 from pos.errors import PosError, ValidationError
@@ -23,6 +25,8 @@ from pos.models import Role, User
 from pos.passwords import hash_password
 
 bp = Blueprint("merchant_staff", __name__, url_prefix="/merchant")
+# One product at the counter costs at most 10 million ₸ (a cart of them is capped per invoice).
+MAX_PRODUCT_PRICE_TIYN = 10_000_000 * money.TIYN_PER_KZT
 
 
 def one_time_password() -> str:
@@ -61,11 +65,6 @@ def _render_cashiers(
     )
 
 
-def _no_store(page: str, status: int = 200) -> Response:
-    # The one-time password must not stay in a cache or the back-button history.
-    return Response(page, status=status, headers={"Cache-Control": "no-store"})
-
-
 @bp.get("/cashiers")
 @require_role("owner")
 def cashiers() -> str:
@@ -74,6 +73,7 @@ def cashiers() -> str:
 
 @bp.post("/cashiers")
 @require_role("owner")
+@no_store  # the answer shows the one-time password
 def invite() -> Response | tuple[str, int]:
     form = form_values(("email", "display_name"))
     session = db()
@@ -91,14 +91,21 @@ def invite() -> Response | tuple[str, int]:
             actor_user_id=current_user.id,
         )
         session.commit()
+    except accounts.EmailInUseError:
+        # One answer whether the address is taken here or in another shop: an owner must not
+        # learn who else uses the zone (the operator's registry keeps the precise message).
+        session.rollback()
+        neutral = gettext("This e-mail cannot be invited; ask the person for another address.")
+        return _render_cashiers({"email": neutral}, form), 400
     except PosError as exc:
         session.rollback()
         return _render_cashiers(field_error(exc, "email"), form), 400
-    return _no_store(_render_cashiers(shown_password=(user.email, password)))
+    return Response(_render_cashiers(shown_password=(user.email, password)))
 
 
 @bp.post("/cashiers/<int:user_id>/<action>")
 @require_role("owner")
+@no_store  # a reset shows the new one-time password
 def change_cashier(user_id: int, action: str) -> Response:
     if action not in ("disable", "enable", "reset"):
         abort(404)
@@ -121,7 +128,7 @@ def change_cashier(user_id: int, action: str) -> Response:
         user.active = True
         audit("user.password_reset")
         session.commit()
-        return _no_store(_render_cashiers(shown_password=(user.email, password)))
+        return Response(_render_cashiers(shown_password=(user.email, password)))
     user.active = action == "enable"
     audit(f"user.{action}d")
     session.commit()
@@ -156,10 +163,7 @@ def add_product() -> Response | tuple[str, int]:
     form = form_values(("name", "price"))
     session = db()
     try:
-        try:
-            price_tiyn = money.parse_kzt(form["price"])
-        except ValidationError as exc:
-            raise ValidationError(str(exc), field="price") from None
+        price_tiyn = parse_tenge(form["price"], "price", MAX_PRODUCT_PRICE_TIYN)
         catalog.add_item(session, current_user.merchant_id, form["name"], price_tiyn)
         session.commit()
     except PosError as exc:

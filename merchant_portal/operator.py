@@ -15,6 +15,7 @@ from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
 
+from merchant_portal.cache_control import no_store
 from merchant_portal.context import db, settings
 from merchant_portal.forms import field_error, form_values, parse_int
 from merchant_portal.merchant_staff import one_time_password
@@ -126,6 +127,7 @@ def merchants() -> str:
 
 @bp.post("/merchants")
 @require_role("operator")
+@no_store  # the answer shows the owner's one-time password
 def register() -> Response | tuple[str, int]:
     form = form_values(("name", "owner_email", "owner_name", "settlement_mode"))
     session = db()
@@ -156,8 +158,7 @@ def register() -> Response | tuple[str, int]:
     except PosError as exc:
         session.rollback()
         return _registry(field_error(exc), form), 400
-    page = _registry(shown_password=(owner.email, password))
-    return Response(page, headers={"Cache-Control": "no-store"})
+    return Response(_registry(shown_password=(owner.email, password)))
 
 
 @bp.post("/merchants/<int:merchant_id>/settlement")

@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from merchant_portal import ledger_pages
 from merchant_portal.context import client_ip, db, settings
+from merchant_portal.forms import parse_date, parse_optional_date
 from merchant_portal.security import require_role
 from pos import business_day, money
 from pos.errors import ValidationError
@@ -33,8 +34,13 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 
 def _period() -> reports.DateRange:
+    # Checked here first: a year-1 or year-9999 date would overflow the day-range arithmetic.
+    first = parse_optional_date(request.args.get("from"), "from")
+    last = parse_optional_date(request.args.get("to"), "to")
     return reports.parse_range(
-        request.args.get("from") or None, request.args.get("to") or None, business_day.today()
+        first.isoformat() if first else None,
+        last.isoformat() if last else None,
+        business_day.today(),
     )
 
 
@@ -99,10 +105,9 @@ def _payout_filters() -> tuple[PayoutStatus | None, date | None]:
     raw_date = request.args.get("date") or None
     try:
         status = None if raw_status is None else PayoutStatus(raw_status)
-        day = None if raw_date is None else date.fromisoformat(raw_date)
     except ValueError:
         raise ValidationError("unknown status or malformed date", field="status") from None
-    return status, day
+    return status, parse_optional_date(raw_date, "date")
 
 
 @bp.get("/payouts")
@@ -135,10 +140,7 @@ def payout_csv() -> Response:
 @bp.post("/payouts/run")
 @require_role("operator")
 def payout_run() -> ResponseReturnValue:
-    try:
-        day = date.fromisoformat(request.form.get("date", ""))
-    except ValueError:
-        raise ValidationError("choose the business date to batch", field="date") from None
+    day = parse_date(request.form.get("date", ""), "date")
     session = db()
     created = payouts.run_payouts(session, day)
     session.commit()

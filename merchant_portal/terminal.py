@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 from merchant_portal import choice
 from merchant_portal.checkout import checkout_context
 from merchant_portal.context import coordinator, db, runtime, settings
-from merchant_portal.forms import field_error, form_values
+from merchant_portal.forms import field_error, form_values, is_whole_number, parse_tenge
 from merchant_portal.security import require_role
 from pos import business_day, catalog, invoices, money
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
@@ -58,7 +58,7 @@ def validate_price(cfg: Settings, price_tiyn: int) -> None:
 def add_tip(price_tiyn: int, tip_text: str) -> tuple[int, int]:
     """(total, tip) in tiyn for a preset tip percentage; the tip rounds down to the tiyn."""
     tip_text = tip_text or "0"
-    if not tip_text.isdigit() or int(tip_text) not in TIP_PRESETS_PERCENT:
+    if not is_whole_number(tip_text) or int(tip_text) not in TIP_PRESETS_PERCENT:
         raise ValidationError("choose one of the tip buttons", field="tip")
     tip_tiyn = price_tiyn * int(tip_text) // 100
     return price_tiyn + tip_tiyn, tip_tiyn
@@ -139,9 +139,10 @@ def cart() -> str:
 def _cart_price(merchant: Merchant) -> tuple[int, str]:
     quantities: dict[int, int] = {}
     for key, value in request.form.items():
-        if key.startswith("qty-") and key[4:].isdigit():
+        if key.startswith("qty-"):
             text = value.strip() or "0"
-            if not text.isdigit():
+            # A product id or quantity that is no plain number is refused, never a 500.
+            if not is_whole_number(key[4:]) or not is_whole_number(text):
                 raise ValidationError("quantities are whole numbers", field="cart")
             quantities[int(key[4:])] = int(text)
     lines = catalog.build_cart(db(), merchant.id, quantities)
@@ -161,7 +162,10 @@ def create() -> Response | tuple[str, int]:
         if cart_mode:
             base_tiyn, description = _cart_price(merchant)
         else:
-            base_tiyn, description = money.parse_kzt(form["amount"]), form["description"][:200]
+            base_tiyn, description = (
+                parse_tenge(form["amount"], "amount"),
+                form["description"][:200],
+            )
         price_tiyn, tip_tiyn = add_tip(base_tiyn, form["tip"])
         if tip_tiyn:
             note = f"tip {form['tip']}%: {money.format_kzt(tip_tiyn)} ₸"

@@ -255,6 +255,10 @@ def normalize_email(email: str) -> str:
     return email
 
 
+class EmailInUseError(ValidationError):
+    """The e-mail already signs somebody in (in this shop or any other): logins are global."""
+
+
 def create_user(
     session: Session,
     email: str,
@@ -277,7 +281,7 @@ def create_user(
         if session.get(Merchant, merchant_id) is None:
             raise NotFoundError("no such merchant")
     if session.scalar(select(func.count()).where(User.email == email)):
-        raise ValidationError("a user with this e-mail already exists", field="email")
+        raise EmailInUseError("a user with this e-mail already exists", field="email")
     user = User(
         email=email,
         password_hash=hash_password(password),

@@ -121,7 +121,7 @@ class Field:
     def parse_text(self, raw: str, where: str) -> Any:
         """A query or path parameter arrives as text; convert it, then check as JSON."""
         if self.type == "integer":
-            if not re.fullmatch(r"-?\d{1,18}", raw):
+            if not re.fullmatch(r"-?[0-9]{1,18}", raw):  # ASCII: \d also takes "٣"
                 raise ApiError(400, "invalid_type", f"{where} must be a whole number", where)
             return self.parse(int(raw), where)
         return self.parse(raw, where)
