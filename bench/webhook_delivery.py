@@ -170,7 +170,9 @@ def _one_at_a_time() -> list[Duty]:
 
     def deliver(rt: Runtime) -> int:
         if not dispatcher:
-            dispatcher.append(Dispatcher(rt.session_factory, per_receiver=1))
+            dispatcher.append(
+                Dispatcher(rt.session_factory, webhooks.sender_for(rt.settings), per_receiver=1)
+            )
         return dispatcher[0].pump()
 
     def close() -> None:
@@ -204,6 +206,9 @@ def run(count: int = 5_000, slow: int = 20) -> dict[str, Any]:
     """Deliver `count` webhooks three ways (see the module docstring)."""
     say(TAG, f"{count} deliveries to a fast loopback receiver (a separate process)")
     with scratch(TAG) as env, _fast_receiver() as fast_url:
+        # The receivers are on loopback: WEBHOOK_ALLOW_PRIVATE_NETWORKS, explicitly (a warning).
+        env.settings = env.settings.with_overrides(webhook_allow_private_networks=True)
+        env.rt.settings = env.settings
         with env.rt.session_factory() as session:
             other = accounts.create_merchant(
                 session, env.settings, "Slow Shop", solana_wallet=demo_solana_wallet("slow")

@@ -163,6 +163,7 @@ class Stack:
             kzte_mint=self.validator.kzte_mint,
             kzte_decimals=self.validator.kzte_decimals,
             btc_rate_sources=("sandbox",),
+            webhook_allow_private_networks=True,  # the drills' receiver is on loopback
         )
         self.rt = open_runtime(self.settings)
         self._exit.callback(self.rt.close)
@@ -201,6 +202,7 @@ class Stack:
             KZTE_MINT=settings.kzte_mint or "",
             KZTE_DECIMALS=str(settings.kzte_decimals),
             BTC_KZT_RATE_SOURCES="sandbox",
+            WEBHOOK_ALLOW_PRIVATE_NETWORKS="1",  # the drills' webhook receiver is on loopback
         )
         return env
 

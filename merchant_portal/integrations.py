@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -11,7 +12,7 @@ from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db, settings
 from merchant_portal.forms import is_whole_number
 from merchant_portal.security import require_role
-from pos import integrations
+from pos import integrations, network_policy
 from pos.errors import PosError, ValidationError
 from pos.integrations import (
     WEBHOOK_EVENT_TYPES,
@@ -24,6 +25,27 @@ from pos.models import InvoiceEvent
 
 bp = Blueprint("integrations", __name__, url_prefix="/merchant/integrations")
 DELIVERY_LOG_SIZE = 50
+# pos.network_policy's refusals of a webhook URL, by their code.
+URL_ERRORS = {
+    "too_long": _l("The URL is longer than 500 characters."),
+    "malformed": _l("The URL is malformed."),
+    "scheme": _l("The URL must be a full http(s) address."),
+    "credentials": _l("Put no user name or password in the URL; verify our signature instead."),
+    "https_required": _l("Webhook URLs must use https."),
+    "host": _l("The URL's host is malformed."),
+    "not_public": _l(
+        "Webhook URLs must point to a public internet address, not a local, private or "
+        "reserved one."
+    ),
+    "unresolvable": _l("The URL's host name does not resolve; check it for typos."),
+}
+# The delivery log's reasons for a POST that was not sent (the rest are the network's words).
+DELIVERY_ERRORS = {
+    network_policy.DELIVERY_REFUSED: _l(
+        "Not sent: the URL's host is not a public internet address."
+    ),
+    network_policy.DELIVERY_UNRESOLVED: _l("Not sent: the URL's host name does not resolve."),
+}
 
 
 def _merchant_id() -> int:
@@ -59,6 +81,8 @@ def _index(
 
 
 def _field_error(exc: PosError) -> dict[str, str]:
+    if isinstance(exc, network_policy.AddressRefusedError) and exc.code in URL_ERRORS:
+        return {"url": str(URL_ERRORS[exc.code])}
     field = exc.field if isinstance(exc, ValidationError) and exc.field else "form"
     return {field: str(exc)}
 
@@ -143,6 +167,7 @@ def _webhook_page(
         "integrations/webhook.html",
         hook=hook,
         deliveries=rows,
+        delivery_errors={reason: str(text) for reason, text in DELIVERY_ERRORS.items()},
         event_types=WEBHOOK_EVENT_TYPES,
         errors=errors or {},
     )

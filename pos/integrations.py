@@ -15,11 +15,11 @@ import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pos import network_policy
 from pos.accounts import audit
 from pos.db import Base, enum_column, utcnow
 from pos.errors import NotFoundError, PosError, ValidationError
@@ -267,18 +267,13 @@ def purge_idempotency_keys(session: Session, now: datetime | None = None) -> int
 
 
 def check_webhook_url(settings: Settings, url: str) -> str:
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise ValidationError("the URL is malformed", field="url") from None
-    if len(url) > 500 or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("the URL must be a full http(s) address", field="url")
-    if parts.username or parts.password:
-        raise ValidationError("put no credentials in the URL; verify our signature", field="url")
-    if not settings.is_demo and parts.scheme != "https":
-        raise ValidationError("webhook URLs must use https", field="url")
-    return url
+    """The URL to store, if the server may send to it (pos.network_policy: https in production,
+    a public internet address in every mode); else `AddressRefusedError` on the url field."""
+    return network_policy.check_webhook_url(
+        url,
+        require_https=not settings.is_demo,
+        allow_private_networks=settings.webhook_allow_private_networks,
+    )
 
 
 def parse_event_types(raw: list[str] | tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ Nothing here connects to anything. `Settings.from_env()` validates every value a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pos.errors import ConfigError, ValidationError
 from pos.rate_config import parse_btc_sources, parse_kzte_sources
 
 E = TypeVar("E", bound=StrEnum)
+log = logging.getLogger(__name__)
 
 
 class Mode(StrEnum):
@@ -92,6 +94,9 @@ class Settings:
     zone_btc_xpub: str | None = None
     zone_kzte_wallet: str | None = None
     web_bind: str = "127.0.0.1:8000"
+    # Webhooks to loopback and private addresses (pos.network_policy): tests and benchmarks
+    # with a local receiver only. Off by default in every mode; a warning when on.
+    webhook_allow_private_networks: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -164,6 +169,14 @@ class Settings:
                 rate_api_urls[key] = env[variable].rstrip("/")
 
         zone_btc_xpub, zone_kzte_wallet = _zone_destinations(env, demo, data_dir, network)
+        allow_private = _parse_bool(
+            env.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS", ""), "WEBHOOK_ALLOW_PRIVATE_NETWORKS"
+        )
+        if allow_private:
+            log.warning(
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS is on: webhooks may reach loopback and private "
+                "addresses (for tests with a local receiver; never in production)"
+            )
         return cls(
             mode=mode,
             data_dir=data_dir,
@@ -204,6 +217,7 @@ class Settings:
             zone_btc_xpub=zone_btc_xpub,
             zone_kzte_wallet=zone_kzte_wallet,
             web_bind=env.get("CRYPTOCITY_WEB_BIND", "127.0.0.1:8000"),
+            webhook_allow_private_networks=allow_private,
         )
 
 
@@ -217,6 +231,15 @@ def _parse_enum(enum: type[E], raw: str, name: str) -> E:
     except ValueError:
         allowed = " | ".join(member.value for member in enum)
         raise ConfigError(f"{name} must be one of {allowed}, got {raw!r}") from None
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
 def _parse_int(raw: str, name: str, low: int, high: int) -> int:

@@ -10,7 +10,9 @@
    without waiting for it. A worker killed between the POST and the mark sends it again after
    restart: at-least-once, and the event id lets receivers drop the repeat.
 3. A failure is retried with exponential backoff and jitter for 25 hours, then `failed`; the
-   owner can redeliver from the portal.
+   owner can redeliver from the portal. A receiver whose host no longer resolves to a public
+   address (pos.network_policy, checked before every POST) is such a failure too, with a
+   generic reason: retried like the others, since a DNS mistake is often fixed within hours.
 
 All run leader-only (one worker at a time) under the worker's lease.
 """
@@ -43,7 +45,7 @@ from settlement.webhook_dispatch import (
     event_body,
     record_attempt,
 )
-from settlement.webhook_http import HttpResult, Sender, http_post
+from settlement.webhook_http import HttpResult, Sender, http_post, sender_for
 from settlement.worker import Duty
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "http_post",
     "record_attempt",
     "scan_outbox",
+    "sender_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -124,7 +127,8 @@ def deliver_due(
     deadline_seconds: float = DEADLINE_SECONDS,
 ) -> int:
     """POST up to `batch` due deliveries concurrently and wait until each is answered (or cut
-    at its deadline) and recorded; return how many were tried."""
+    at its deadline) and recorded; return how many were tried. The default sender reaches
+    public addresses only; `sender_for(settings)` honours WEBHOOK_ALLOW_PRIVATE_NETWORKS."""
     dispatcher = Dispatcher(factory, sender, deadline_seconds=deadline_seconds)
     try:
         return dispatcher.pump(now, budget_seconds=None, batch=batch)
@@ -154,7 +158,7 @@ def duty() -> list[Duty]:
     def deliver(rt: Runtime) -> int:
         if not dispatchers or dispatchers[0].factory is not rt.session_factory:
             close()
-            dispatchers[:] = [Dispatcher(rt.session_factory)]
+            dispatchers[:] = [Dispatcher(rt.session_factory, sender_for(rt.settings))]
             dispatchers[0].wake = wakers[0] if wakers else None
         return dispatchers[0].pump()
 

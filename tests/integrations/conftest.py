@@ -3,12 +3,13 @@ real HTTP receiver on loopback."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from flask import Flask
@@ -16,6 +17,7 @@ from flask import Flask
 from pos import integrations  # also puts our tables on Base.metadata for the cleanup
 from pos.models import Role
 from pos.runtime import Runtime
+from settlement.webhook_http import Sender, sender_for
 
 import factories
 
@@ -121,3 +123,42 @@ def receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def loopback_sender(runtime: Runtime) -> Sender:
+    """Turn WEBHOOK_ALLOW_PRIVATE_NETWORKS on for this test (off by default in every mode):
+    the `receiver` listens on 127.0.0.1, which webhooks may not reach otherwise. Returns the
+    sender that honours the setting, for `deliver_due(..., sender=...)`; the worker's duty and
+    the portal read it from `runtime.settings`."""
+    runtime.settings = runtime.settings.with_overrides(webhook_allow_private_networks=True)
+    return sender_for(runtime.settings)
+
+
+FakeDns = dict[str, list[str]]
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    """A mock of DNS (there is no resolver here, and no name of ours to point anywhere): names
+    put in the returned dict resolve to their addresses; any other name goes to the real
+    `socket.getaddrinfo` (numeric addresses, /etc/hosts). Change an entry mid-test to rebind."""
+    names: FakeDns = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(
+        host: str | bytes | None, port: str | int | None, *args: Any, **kwargs: Any
+    ) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in names:
+            return real(host, port, *args, **kwargs)
+        port_number = int(port or 0)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port_number, 0, 0))
+            if ":" in address
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port_number))
+            for address in names[name]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names

@@ -13,7 +13,7 @@ from pos.integrations import ApiKey, DeliveryStatus, Webhook, WebhookDelivery
 from pos.models import AuditLog
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
-from settlement.webhooks import deliver_due, scan_outbox
+from settlement.webhooks import Sender, deliver_due, scan_outbox
 
 from factories import PASSWORD
 from portal_helpers import csrf_from, login
@@ -71,7 +71,11 @@ def test_key_form_errors_are_400_not_500(client: FlaskClient, world: dict[str, i
 
 
 def test_webhook_create_edit_log_redeliver_delete(
-    client: FlaskClient, world: dict[str, int], runtime: Runtime, receiver: Any
+    client: FlaskClient,
+    world: dict[str, int],
+    runtime: Runtime,
+    receiver: Any,
+    loopback_sender: Sender,
 ) -> None:
     token = _owner(client)
     bad = client.post(f"{PAGE}webhooks", data={"url": "ftp://x", "csrf_token": token})
@@ -96,7 +100,7 @@ def test_webhook_create_edit_log_redeliver_delete(
         session.commit()
     receiver.statuses = [503]
     scan_outbox(runtime.session_factory)
-    deliver_due(runtime.session_factory)
+    deliver_due(runtime.session_factory, sender=loopback_sender)
     page = client.get(f"{PAGE}webhooks/{hook.id}").get_data(as_text=True)
     assert "503" in page and "invoice.created" in page and "Redeliver" in page
 
@@ -104,7 +108,7 @@ def test_webhook_create_edit_log_redeliver_delete(
         delivery = session.scalars(select(WebhookDelivery)).one()
     again = client.post(f"{PAGE}deliveries/{delivery.id}/redeliver", data={"csrf_token": token})
     assert again.status_code == 302
-    assert deliver_due(runtime.session_factory) == 1
+    assert deliver_due(runtime.session_factory, sender=loopback_sender) == 1
     with runtime.session_factory() as session:
         delivery = session.scalars(select(WebhookDelivery)).one()
         assert delivery.status is DeliveryStatus.DELIVERED and delivery.attempts == 2
@@ -127,7 +131,12 @@ def test_webhook_create_edit_log_redeliver_delete(
 
 
 def test_other_owners_and_cashiers_are_kept_out(
-    client: FlaskClient, app: Any, world: dict[str, int], runtime: Runtime, receiver: Any
+    client: FlaskClient,
+    app: Any,
+    world: dict[str, int],
+    runtime: Runtime,
+    receiver: Any,
+    loopback_sender: Sender,
 ) -> None:
     token = _owner(client)
     client.post(

@@ -21,7 +21,7 @@ from pos.models import Invoice, InvoiceEvent
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement import webhooks
-from settlement.webhooks import HttpResult, deliver_due, http_post, scan_outbox
+from settlement.webhooks import HttpResult, Sender, deliver_due, scan_outbox
 
 
 def readme_verify(secret: str, signature_header: str, body: bytes, tolerance: int = 300) -> bool:
@@ -65,13 +65,13 @@ def _deliveries(runtime: Runtime) -> list[WebhookDelivery]:
 
 
 def test_signed_event_verifies_at_the_receiver(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     secret = _webhook(runtime, world["shop"], receiver.url)
     invoice_id = _invoice(runtime, world["shop"])
     assert scan_outbox(runtime.session_factory) == 1
     assert scan_outbox(runtime.session_factory) == 0  # the unique row makes rescans harmless
-    assert deliver_due(runtime.session_factory) == 1
+    assert deliver_due(runtime.session_factory, sender=loopback_sender) == 1
 
     [got] = receiver.requests
     header = got.headers["CryptoCity-Signature"]
@@ -90,7 +90,7 @@ def test_signed_event_verifies_at_the_receiver(
 
 
 def test_receiver_500_then_200_gets_the_same_event_twice(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     _webhook(runtime, world["shop"], receiver.url)
     invoice_id = _invoice(runtime, world["shop"])
@@ -100,12 +100,18 @@ def test_receiver_500_then_200_gets_the_same_event_twice(
         version_before = before.version
     receiver.statuses = [500]
     scan_outbox(runtime.session_factory)
-    deliver_due(runtime.session_factory)
+    deliver_due(runtime.session_factory, sender=loopback_sender)
     [delivery] = _deliveries(runtime)
     assert delivery.status is DeliveryStatus.PENDING and delivery.last_status_code == 500
     assert delivery.attempts == 1 and delivery.next_attempt_at > utcnow()
-    assert deliver_due(runtime.session_factory) == 0  # backing off: not due yet
-    deliver_due(runtime.session_factory, now=delivery.next_attempt_at + timedelta(seconds=1))
+    assert (
+        deliver_due(runtime.session_factory, sender=loopback_sender) == 0
+    )  # backing off: not due yet
+    deliver_due(
+        runtime.session_factory,
+        sender=loopback_sender,
+        now=delivery.next_attempt_at + timedelta(seconds=1),
+    )
 
     first, second = receiver.requests
     assert first.body == second.body
@@ -124,7 +130,7 @@ class Killed(BaseException):
 
 
 def test_worker_killed_mid_delivery_redelivers_after_restart(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     _webhook(runtime, world["shop"], receiver.url)
     _invoice(runtime, world["shop"])
@@ -133,7 +139,7 @@ def test_worker_killed_mid_delivery_redelivers_after_restart(
     def send_then_die(
         url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> HttpResult:
-        http_post(url, body, headers, timeout)
+        loopback_sender(url, body, headers, timeout)
         raise Killed
 
     with pytest.raises(Killed):
@@ -142,7 +148,7 @@ def test_worker_killed_mid_delivery_redelivers_after_restart(
     assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 0
     assert len(receiver.requests) == 1
 
-    assert deliver_due(runtime.session_factory) == 1  # the restarted worker
+    assert deliver_due(runtime.session_factory, sender=loopback_sender) == 1  # the restarted worker
     first, second = receiver.requests
     assert first.headers["CryptoCity-Event-Id"] == second.headers["CryptoCity-Event-Id"]
     assert first.body == second.body
@@ -150,7 +156,7 @@ def test_worker_killed_mid_delivery_redelivers_after_restart(
 
 
 def test_event_filter_and_tenant_isolation(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     _webhook(runtime, world["shop"], receiver.url, ("invoice.settled", "invoice.marked"))
     mine = _invoice(runtime, world["shop"])
@@ -160,14 +166,14 @@ def test_event_filter_and_tenant_isolation(
         invoices.mark(session, invoice, InvoiceStatus.SETTLED, "cash", None)
         session.commit()
     assert scan_outbox(runtime.session_factory) == 2
-    deliver_due(runtime.session_factory)
+    deliver_due(runtime.session_factory, sender=loopback_sender)
     types = sorted(json.loads(r.body)["type"] for r in receiver.requests)
     assert types == ["invoice.marked", "invoice.settled"]
     assert {json.loads(r.body)["data"]["invoice"]["id"] for r in receiver.requests} == {mine}
 
 
 def test_events_before_the_webhook_and_while_off_are_not_sent(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     _invoice(runtime, world["shop"])
     _webhook(runtime, world["shop"], receiver.url)
@@ -189,28 +195,33 @@ def test_events_before_the_webhook_and_while_off_are_not_sent(
 
 
 def test_unreachable_receiver_backs_off_and_fails_after_the_window(
-    runtime: Runtime, world: dict[str, int]
+    runtime: Runtime, world: dict[str, int], loopback_sender: Sender
 ) -> None:
     with socket.socket() as bound:  # bound, never listening: connections are refused
         bound.bind(("127.0.0.1", 0))
-        _refused(runtime, world, f"http://127.0.0.1:{bound.getsockname()[1]}/hook")
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/hook"
+        _refused(runtime, world, url, loopback_sender)
 
 
-def _refused(runtime: Runtime, world: dict[str, int], url: str) -> None:
+def _refused(runtime: Runtime, world: dict[str, int], url: str, loopback_sender: Sender) -> None:
     _webhook(runtime, world["shop"], url)
     _invoice(runtime, world["shop"])
     scan_outbox(runtime.session_factory)
     now = utcnow()
     gaps = []
     for _ in range(6):
-        deliver_due(runtime.session_factory, now=now)
+        deliver_due(runtime.session_factory, sender=loopback_sender, now=now)
         [delivery] = _deliveries(runtime)
         assert delivery.status is DeliveryStatus.PENDING and delivery.last_status_code is None
         assert delivery.last_error
         gaps.append(delivery.next_attempt_at - now)
         now = delivery.next_attempt_at
     assert gaps[-1] > gaps[0] * 4  # exponential
-    deliver_due(runtime.session_factory, now=delivery.retry_until + timedelta(seconds=1))
+    deliver_due(
+        runtime.session_factory,
+        sender=loopback_sender,
+        now=delivery.retry_until + timedelta(seconds=1),
+    )
     [delivery] = _deliveries(runtime)
     assert delivery.status is DeliveryStatus.FAILED
     assert delivery.retry_until - delivery.created_at >= timedelta(hours=24)
@@ -222,9 +233,9 @@ def test_backoff_is_bounded_and_jittered() -> None:
     assert len({webhooks.backoff(5) for _ in range(20)}) > 1
 
 
-def test_redirects_are_not_success(receiver: Any) -> None:
+def test_redirects_are_not_success(receiver: Any, loopback_sender: Sender) -> None:
     receiver.statuses = [302]
-    result = http_post(receiver.url, b"{}", {"Content-Type": "application/json"}, 2.0)
+    result = loopback_sender(receiver.url, b"{}", {"Content-Type": "application/json"}, 2.0)
     assert result.status == 302 and not result.ok
 
 
@@ -235,7 +246,7 @@ def test_duty_list_is_leader_only() -> None:
 
 
 def test_events_committed_late_are_still_found(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     """An event is stamped inside its transaction; a slow commit lands behind the scan cursor."""
     _webhook(runtime, world["shop"], receiver.url)
@@ -252,12 +263,12 @@ def test_events_committed_late_are_still_found(
             ).one()
             event.created_at = cursor - age
     assert scan_outbox(runtime.session_factory) == 1
-    deliver_due(runtime.session_factory)
+    deliver_due(runtime.session_factory, sender=loopback_sender)
     assert [json.loads(r.body)["data"]["invoice"]["id"] for r in receiver.requests] == [late]
 
 
 def test_worker_pass_runs_scan_then_delivery(
-    runtime: Runtime, world: dict[str, int], receiver: Any
+    runtime: Runtime, world: dict[str, int], receiver: Any, loopback_sender: Sender
 ) -> None:
     from settlement.worker import WorkerState, run_pass
 

@@ -21,7 +21,7 @@ from pos.integrations import DeliveryStatus, WebhookDelivery
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
 from settlement import webhook_dispatch, webhooks
-from settlement.webhooks import deliver_due, http_post, scan_outbox
+from settlement.webhooks import Sender, deliver_due, scan_outbox
 from settlement.worker import WorkerState, run_pass
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -171,7 +171,11 @@ def _deliveries(runtime: Runtime, url: str) -> list[WebhookDelivery]:
 
 
 def test_a_trickling_receiver_is_cut_at_the_deadline_and_delays_no_one_else(
-    runtime: Runtime, world: dict[str, int], receiver: Any, trickler: Trickler
+    runtime: Runtime,
+    world: dict[str, int],
+    receiver: Any,
+    trickler: Trickler,
+    loopback_sender: Sender,
 ) -> None:
     # The slow receiver's event comes first, as it would in a one-at-a-time dispatcher's queue.
     _webhook(runtime, world["shop"], trickler.url)
@@ -212,21 +216,23 @@ def test_a_trickling_receiver_is_cut_at_the_deadline_and_delays_no_one_else(
 
 
 def test_deliveries_to_one_receiver_run_concurrently_up_to_its_limit(
-    runtime: Runtime, world: dict[str, int], slow_receiver: SlowReceiver
+    runtime: Runtime, world: dict[str, int], slow_receiver: SlowReceiver, loopback_sender: Sender
 ) -> None:
     _webhook(runtime, world["shop"], slow_receiver.url)
     _invoices(runtime, world["shop"], 24)
     scan_outbox(runtime.session_factory)
-    assert deliver_due(runtime.session_factory) == 24
+    assert deliver_due(runtime.session_factory, sender=loopback_sender) == 24
     assert slow_receiver.received == 24
     assert 1 < slow_receiver.most_in_flight <= webhook_dispatch.RECEIVER_CONCURRENCY
     delivered = _deliveries(runtime, slow_receiver.url)
     assert {d.status for d in delivered} == {DeliveryStatus.DELIVERED}
 
 
-def test_the_deadline_covers_the_whole_answer_not_each_read(trickler: Trickler) -> None:
+def test_the_deadline_covers_the_whole_answer_not_each_read(
+    trickler: Trickler, loopback_sender: Sender
+) -> None:
     trickler.gap = 0.5  # each byte well inside a per-read timeout of 2 s
-    result = http_post(trickler.url, b"{}", {"Content-Type": "application/json"}, 2.0)
+    result = loopback_sender(trickler.url, b"{}", {"Content-Type": "application/json"}, 2.0)
     assert result.status is None and "TimeoutError" in (result.error or "")
     wait_for(lambda: bool(trickler.sent_when_cut), "the cut to reach the receiver", 10)
     assert trickler.sent_when_cut[0] < len(ANSWER) and trickler.completed == 0
