@@ -101,7 +101,7 @@ VALID: dict[str, str] = {
     "zero_conf_limit": "0",
     "rate_limit_per_minute": "60",
     "scopes": "invoices:read",
-    "url": "https://hooks.example.com/cc",
+    "url": "https://93.184.215.14/cc",
     "event_types": "invoice.settled",
     "active": "on",
     "from": "2026-11-01",
