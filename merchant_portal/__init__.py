@@ -39,6 +39,7 @@ def create_app(
     app.extensions["cryptocity"] = runtime
 
     from merchant_portal import (
+        account,
         api,
         auth,
         checkout,
@@ -73,6 +74,7 @@ def create_app(
         health.bp,
         i18n.bp,
         auth.bp,
+        account.bp,
         terminal.bp,
         choice.bp,
         merchant.bp,

@@ -1,13 +1,12 @@
 """The owner's people and products: cashiers (invite, disable, new password) and the catalog.
 
 A new cashier gets a one-time password shown once on the answer page (never stored in clear,
-never sent by mail); the owner hands it over at the counter. Another merchant's cashier or
+never sent by mail); the owner hands it over at the counter, and the cashier must choose their
+own at the first sign-in. Another merchant's cashier or
 product answers 404.
 """
 
 from __future__ import annotations
-
-import secrets
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext
@@ -19,10 +18,9 @@ from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db
 from merchant_portal.forms import field_error, form_values, parse_tenge
 from merchant_portal.security import require_role
-from pos import accounts, catalog, money
+from pos import accounts, catalog, credentials, money
 from pos.errors import PosError, ValidationError
 from pos.models import Role, User
-from pos.passwords import hash_password
 
 bp = Blueprint("merchant_staff", __name__, url_prefix="/merchant")
 # One product at the counter costs at most 10 million ₸ (a cart of them is capped per invoice).
@@ -30,8 +28,8 @@ MAX_PRODUCT_PRICE_TIYN = 10_000_000 * money.TIYN_PER_KZT
 
 
 def one_time_password() -> str:
-    """16 URL-safe characters (96 bits): typed once, then changed by nobody but the owner."""
-    return secrets.token_urlsafe(12)
+    """16 URL-safe characters (96 bits): typed once, then changed at the first sign-in."""
+    return credentials.generate_one_time_password()
 
 
 def _cashiers() -> list[User]:
@@ -89,6 +87,7 @@ def invite() -> Response | tuple[str, int]:
             merchant_id=current_user.merchant_id,
             display_name=form["display_name"],
             actor_user_id=current_user.id,
+            one_time_password=True,
         )
         session.commit()
     except accounts.EmailInUseError:
@@ -112,25 +111,12 @@ def change_cashier(user_id: int, action: str) -> Response:
     user = _own_cashier(user_id)
     session = db()
 
-    def audit(name: str) -> None:
-        accounts.audit(
-            session,
-            name,
-            actor_user_id=current_user.id,
-            merchant_id=user.merchant_id,
-            ip=client_ip(),
-            detail={"user_id": user.id},
-        )
-
     if action == "reset":
-        password = one_time_password()
-        user.password_hash = hash_password(password)
-        user.active = True
-        audit("user.password_reset")
+        # Their sessions end; they must choose their own password at the next sign-in.
+        password = credentials.reset_password(session, user, current_user.id, ip=client_ip())
         session.commit()
         return Response(_render_cashiers(shown_password=(user.email, password)))
-    user.active = action == "enable"
-    audit(f"user.{action}d")
+    credentials.set_active(session, user, action == "enable", current_user.id, ip=client_ip())
     session.commit()
     flash(f"{user.email}: {'enabled' if user.active else 'disabled'}.")
     return redirect(url_for("merchant_staff.cashiers"))

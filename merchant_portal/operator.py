@@ -150,6 +150,7 @@ def register() -> Response | tuple[str, int]:
                 merchant_id=merchant.id,
                 display_name=form["owner_name"][:120],
                 actor_user_id=current_user.id,
+                one_time_password=True,
             )
         except ValidationError as exc:
             field = "owner_email" if exc.field == "email" else exc.field

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,7 +13,6 @@ from flask_login import current_user
 from redis.exceptions import RedisError
 
 from merchant_portal.context import coordinator, settings
-from pos.errors import CoordinationUnavailableError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,8 +21,6 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-LOGIN_WINDOW_SECONDS = 15 * 60
-LOGIN_MAX_FAILURES = 10
 
 
 def init_app(app: Flask) -> None:
@@ -56,33 +54,90 @@ def require_role(*roles: str) -> Callable[[F], F]:
     return decorator
 
 
-def _keys(ip: str, email: str) -> list[str]:
-    return [f"cc:rl:login:ip:{ip}", f"cc:rl:login:email:{email.strip().lower()[:254]}"]
+# Sign-in limits: every attempt is counted *before* the password is checked, in one Lua call,
+# so parallel attempts cannot all slip past a check made before any of them was counted. Past
+# the free attempts, each further one must wait twice as long as the one before after the last
+# attempt (2 s, 4 s, 8 s … at most 15 minutes). There is no per-IP limit: a whole zone may sit
+# behind one proxy, and one person's typos or an attacker there must not lock everyone out.
+ATTEMPT_DELAY_CAP_SECONDS = 15 * 60
+ATTEMPT_MEMORY_SECONDS = 60 * 60  # a counter is forgotten this long after its last attempt
+FREE_ATTEMPTS_PER_ACCOUNT_AND_IP = 5
+# Higher: an attacker elsewhere slows the account's owner only after many more attempts.
+FREE_ATTEMPTS_PER_ACCOUNT = 20
+FREE_SECOND_FACTOR_ATTEMPTS = 5
+
+_RESERVE_ATTEMPT_LUA = """
+local now_ms = tonumber(ARGV[1])
+local memory_s = tonumber(ARGV[2])
+local cap_ms = tonumber(ARGV[3]) * 1000
+local wait_ms = 0
+for i, key in ipairs(KEYS) do
+  local free = tonumber(ARGV[3 + i])
+  local attempts = tonumber(redis.call('HGET', key, 'n') or '0')
+  if attempts >= free then
+    local last_ms = tonumber(redis.call('HGET', key, 't') or '0')
+    local delay_ms = math.min(2 ^ (attempts - free + 1) * 1000, cap_ms)
+    local left = last_ms + delay_ms - now_ms
+    if left > wait_ms then wait_ms = left end
+  end
+end
+if wait_ms > 0 then return math.ceil(wait_ms) end
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'n', 1)
+  redis.call('HSET', key, 't', now_ms)
+  redis.call('EXPIRE', key, memory_s)
+end
+return 0
+"""
 
 
-def login_blocked_for(ip: str, email: str) -> int:
-    """Seconds until another attempt is allowed (0: allowed). Fails open if Redis is down:
-    a lost rate limit is better than a city's tills locked out of their own terminal."""
+def _account(email: str) -> str:
+    return email.strip().lower()[:254]
+
+
+def login_keys(ip: str, email: str) -> list[str]:
+    account = _account(email)
+    return [f"cc:rl:login:acct-ip:{account}|{ip}", f"cc:rl:login:acct:{account}"]
+
+
+def _reserve(keys: list[str], free: list[int], now: float | None) -> int:
+    """Count one attempt on every key and return 0, or the seconds to wait (nothing counted).
+    Fails open if Redis is down: a lost rate limit is better than a city's tills locked out of
+    their own terminal."""
+    now_ms = int((time.time() if now is None else now) * 1000)
     try:
-        for key in _keys(ip, email):
-            failures, ttl = coordinator().window_count(key)
-            if failures >= LOGIN_MAX_FAILURES:
-                return max(ttl, 1)
-    except CoordinationUnavailableError as exc:
-        log.warning("login rate limit unavailable: %s", exc)
-    return 0
-
-
-def record_login_failure(ip: str, email: str) -> None:
-    try:
-        for key in _keys(ip, email):
-            coordinator().count_in_window(key, LOGIN_WINDOW_SECONDS)
-    except CoordinationUnavailableError as exc:
-        log.warning("login rate limit unavailable: %s", exc)
-
-
-def clear_login_failures(ip: str, email: str) -> None:
-    try:
-        coordinator().client.delete(*_keys(ip, email))
+        client = coordinator().client
+        script = client.register_script(_RESERVE_ATTEMPT_LUA)
+        args = [now_ms, ATTEMPT_MEMORY_SECONDS, ATTEMPT_DELAY_CAP_SECONDS, *free]
+        wait_ms = int(script(keys=keys, args=args))
     except RedisError as exc:
-        log.warning("login rate limit unavailable: %s", exc)
+        log.warning("sign-in rate limit unavailable: %s", exc)
+        return 0
+    return 0 if wait_ms <= 0 else (wait_ms + 999) // 1000
+
+
+def reserve_login_attempt(ip: str, email: str, now: float | None = None) -> int:
+    """Before checking a password: 0 (the attempt is counted, go on) or seconds to wait."""
+    free = [FREE_ATTEMPTS_PER_ACCOUNT_AND_IP, FREE_ATTEMPTS_PER_ACCOUNT]
+    return _reserve(login_keys(ip, email), free, now)
+
+
+def reserve_second_factor_attempt(user_id: int, now: float | None = None) -> int:
+    """Before checking a TOTP or recovery code of `user_id`: 0 or seconds to wait."""
+    return _reserve([f"cc:rl:2fa:{user_id}"], [FREE_SECOND_FACTOR_ATTEMPTS], now)
+
+
+def clear_attempts(keys: list[str]) -> None:
+    """After a success: the counted attempts were the user's own."""
+    try:
+        coordinator().client.delete(*keys)
+    except RedisError as exc:
+        log.warning("sign-in rate limit unavailable: %s", exc)
+
+
+def clear_login_attempts(ip: str, email: str) -> None:
+    clear_attempts(login_keys(ip, email))
+
+
+def clear_second_factor_attempts(user_id: int) -> None:
+    clear_attempts([f"cc:rl:2fa:{user_id}"])

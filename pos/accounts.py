@@ -23,6 +23,7 @@ from pos.models import (
     SettlementMode,
     User,
 )
+from pos.password_policy import check_password
 from pos.passwords import MIN_PASSWORD_LENGTH, burn_time, hash_password, verify_password
 from pos.settings import Settings
 
@@ -267,12 +268,17 @@ def create_user(
     merchant_id: int | None = None,
     display_name: str = "",
     actor_user_id: int | None = None,
+    one_time_password: bool = False,
 ) -> User:
+    """A new user. `one_time_password`: the password was generated for someone else to hand
+    over (invite, registration): the user must change it at first sign-in. A password chosen
+    by a person must pass the policy (pos.password_policy)."""
     email = normalize_email(email)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(
-            f"the password needs at least {MIN_PASSWORD_LENGTH} characters", field="password"
-        )
+    if one_time_password:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValidationError("a generated password is too short", field="password")
+    else:
+        check_password(password, email)
     if role is Role.OPERATOR and merchant_id is not None:
         raise ValidationError("operators belong to the zone, not to a merchant", field="merchant")
     if role is not Role.OPERATOR:
@@ -289,6 +295,7 @@ def create_user(
         merchant_id=merchant_id,
         display_name=display_name.strip(),
         active=True,
+        must_change_password=one_time_password,
     )
     session.add(user)
     session.flush()

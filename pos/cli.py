@@ -148,6 +148,8 @@ def cmd_user_create(args: argparse.Namespace, rt: Runtime) -> int:
             Role(args.role),
             args.merchant,
             display_name=args.name or "",
+            # A generated password is handed over: the user must change it at first sign-in.
+            one_time_password=not args.password,
         )
         data = {
             "id": user.id,

@@ -134,8 +134,24 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Stored in the session at sign-in and compared on every request: bumping it (sign-out,
+    # password change or reset, disable) ends every session of this user, copied cookies too.
+    session_generation: Mapped[int] = mapped_column(default=0)
+    # Set when someone else chose the password (invite, reset, registration): every page
+    # leads to the change-password page until the user picks their own.
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    # RFC 6238 second factor (pos.totp): the base32 secret, kept in clear (see pos.totp), and
+    # the last time step accepted, so one code cannot be used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(default=None)
+    # SHA-256 hex digests of the unused recovery codes; a used one is removed.
+    recovery_code_hashes: Mapped[list[str]] = mapped_column(default=list)
 
     merchant: Mapped[Merchant | None] = relationship(back_populates="users")
+
+    @property
+    def totp_enabled(self) -> bool:
+        return self.totp_secret is not None
 
 
 class Invoice(Base):

@@ -10,15 +10,25 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 
 _N, _R, _P = 2**15, 8, 1
 _MAXMEM = 64 * 1024 * 1024
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = 12
+# Each scrypt takes 128 * r * n bytes = 32 MiB: without a bound, 40 parallel logins grow a web
+# process by more than a gigabyte. Beyond this many at once, a request waits for a slot.
+MAX_CONCURRENT_HASHES = 4
+_HASH_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    with _HASH_SLOTS:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM)
 
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=_MAXMEM)
+    digest = _scrypt(password, salt, _N, _R, _P)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -29,9 +39,7 @@ def verify_password(stored: str, password: str) -> bool:
         if scheme != "scrypt":
             return False
         salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(
-            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM
-        )
+        digest = _scrypt(password, salt, int(n), int(r), int(p))
     except ValueError:
         return False
     return hmac.compare_digest(digest, expected)

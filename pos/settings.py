@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -44,6 +46,10 @@ DEMO_BITCOIN_ZMQ_URL = "tcp://127.0.0.1:28332"
 DEMO_SOLANA_RPC_URL = "http://127.0.0.1:8899"
 DEMO_SOLANA_WS_URL = "ws://127.0.0.1:8900"
 MIN_SECRET_KEY_LENGTH = 32
+# By `estimated_entropy_bits`: one character repeated scores 0, two alternating 36 bits. The bar
+# sits well below 128 because the estimate undercounts short random keys (secrets.token_hex(16),
+# a real 128 bits, scores 95-120); a key that repeats one block is refused on its own.
+MIN_SECRET_KEY_BITS = 80
 # The public APIs behind the network rate feeds; each is overridable (NBK_RATES_URL, …).
 DEFAULT_RATE_API_URLS: Mapping[str, str] = {
     "nbk": "https://nationalbank.kz/rss/get_rates.cfm",
@@ -282,10 +288,33 @@ def _redis_url(raw: str | None, demo: bool) -> str | None:
     return raw
 
 
+def estimated_entropy_bits(key: str) -> float:
+    """A rough upper bound of a key's randomness: its length times the Shannon entropy of its
+    own characters. "x" * 48 has 0 bits; `secrets.token_urlsafe(32)` has about 200."""
+    counts = Counter(key)
+    per_char = -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    return per_char * len(key)
+
+
+def _repeats_a_block(key: str) -> bool:
+    """True for "abcabcabc…" or "passwordpassword…": a short block, repeated."""
+    return any(
+        key == (key[:size] * (len(key) // size + 1))[: len(key)]
+        for size in range(1, len(key) // 2 + 1)
+    )
+
+
 def _secret_key(raw: str | None, demo: bool, data_dir: Path) -> str:
     if raw:
         if not demo and len(raw) < MIN_SECRET_KEY_LENGTH:
             raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        if not demo and (
+            estimated_entropy_bits(raw) < MIN_SECRET_KEY_BITS or _repeats_a_block(raw)
+        ):
+            raise ConfigError(
+                "SECRET_KEY is too predictable (repeated or few distinct characters); make one "
+                "with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         return raw
     if not demo:
         raise ConfigError("SECRET_KEY is required in production mode")

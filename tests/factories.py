@@ -10,6 +10,9 @@ from pos.models import Merchant, Role, SettlementMode, User
 from pos.settings import Settings
 
 PASSWORD = "correct horse battery"
+# Operators must use two-factor sign-in: the factory enrols them with this secret, and
+# portal_helpers.login answers the second step with its current code.
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 def merchant(
@@ -31,4 +34,8 @@ def merchant(
 
 
 def user(session: Session, email: str, role: Role, merchant_id: int | None = None) -> User:
-    return accounts.create_user(session, email, PASSWORD, role, merchant_id)
+    """A user with PASSWORD (their own: no forced change); operators enrolled in 2FA."""
+    made = accounts.create_user(session, email, PASSWORD, role, merchant_id)
+    if role is Role.OPERATOR:
+        made.totp_secret = TOTP_SECRET
+    return made

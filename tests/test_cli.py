@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from pos.coordination import Coordinator
 from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
+from pos.models import User
 from pos.settings import BitcoinNetwork, Settings
 
 
@@ -224,3 +226,25 @@ def test_rates_show_lists_the_components_an_invoice_would_lock(
     ]
     text = _run(settings, "rates", "show", extra_env=sources)
     assert text.returncode == 0 and text.stdout.count(" at ") == 3, text.stdout
+
+
+def test_user_create_applies_the_password_policy_and_forces_a_change(
+    settings: Settings, engine: Engine
+) -> None:
+    merchant = _ok(_run(settings, "merchant", "create", "--name", "Policy Shop", "--json"))
+    base = ["user", "create", "--role", "owner", "--merchant", str(merchant["id"])]
+    refused = _run(settings, *base, "--email", "p@shop.demo", "--password", "password1234")
+    assert refused.returncode == 2 and "too common" in refused.stderr
+    short = _run(settings, *base, "--email", "p@shop.demo", "--password", "tiny")
+    assert short.returncode == 2 and "at least 12" in short.stderr
+    chosen = _ok(
+        _run(settings, *base, "--email", "p@shop.demo", "--password", "a long own phrase", "--json")
+    )
+    generated = _ok(_run(settings, *base, "--email", "g@shop.demo", "--json"))
+    with Session(engine) as session:
+        forced = {
+            u.email: u.must_change_password
+            for u in session.scalars(select(User).where(User.merchant_id == merchant["id"]))
+        }
+    assert forced == {"p@shop.demo": False, "g@shop.demo": True}
+    assert chosen["email"] == "p@shop.demo" and "password" in generated

@@ -1,3 +1,5 @@
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ def test_demo_reads_the_sandbox_solana_file(tmp_path: Path) -> None:
 
 PRODUCTION = {
     "CRYPTOCITY_MODE": "production",
-    "SECRET_KEY": "x" * 40,
+    "SECRET_KEY": "tG7q-Vw2rPz9Lk4sYb8NcX1mHd6JfQ3u",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "BITCOIN_RPC_URL": "http://u:p@node:8332",
     "DATABASE_URL": "postgresql://cc:pw@db:5432/cc",
@@ -62,6 +64,9 @@ def test_production_settings(tmp_path: Path) -> None:
     [
         ({"SECRET_KEY": ""}, "SECRET_KEY is required in production"),
         ({"SECRET_KEY": "short"}, "at least 32"),
+        ({"SECRET_KEY": "x" * 48}, "SECRET_KEY is too predictable"),
+        ({"SECRET_KEY": "ab" * 24}, "SECRET_KEY is too predictable"),
+        ({"SECRET_KEY": "secretkey" * 5}, "SECRET_KEY is too predictable"),
         ({"REDIS_URL": ""}, "REDIS_URL is required"),
         ({"REDIS_URL": "http://nope"}, "REDIS_URL must start with"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL is malformed"),
@@ -83,3 +88,16 @@ def test_bad_config_is_one_clear_error(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(_env(tmp_path, **{**PRODUCTION, **override}))
+
+
+@pytest.mark.parametrize("make", [lambda: secrets.token_urlsafe(32), lambda: secrets.token_hex(16)])
+def test_production_accepts_a_random_secret_key(tmp_path: Path, make: Callable[[], str]) -> None:
+    for _ in range(50):  # random keys of the usual recipes always pass, short hex ones too
+        key = make()
+        settings = Settings.from_env(_env(tmp_path, **{**PRODUCTION, "SECRET_KEY": key}))
+        assert settings.secret_key == key
+
+
+def test_demo_mode_keeps_any_secret_key(tmp_path: Path) -> None:
+    settings = Settings.from_env(_env(tmp_path, SECRET_KEY="x" * 48))
+    assert settings.secret_key == "x" * 48

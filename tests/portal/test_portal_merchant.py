@@ -18,7 +18,7 @@ from pos.models import AuditLog, Merchant
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
 
-from portal_helpers import csrf_from, login
+from portal_helpers import change_password, csrf_from, login
 
 
 @pytest.fixture
@@ -157,6 +157,9 @@ def test_invite_and_disable_a_cashier(
     assert password is not None
     newcomer = app.test_client()
     login(newcomer, "new@a.test", password.group(1))
+    # A one-time password: every page leads to choosing one's own first.
+    assert newcomer.get("/terminal/").headers["Location"] == "/account/password"
+    change_password(newcomer, password.group(1), "aigerim's own till phrase")
     assert newcomer.get("/terminal/").status_code == 200
     page = owner.get("/merchant/cashiers").get_data(as_text=True)
     user_id = re.search(r'id="cashier-(\d+)"><td>new@a.test', page).group(1)  # type: ignore[union-attr]

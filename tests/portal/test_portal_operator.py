@@ -14,7 +14,7 @@ from pos.models import AuditLog, Merchant, MerchantStatus, User
 from pos.runtime import Runtime
 
 import factories
-from portal_helpers import csrf_from, login
+from portal_helpers import change_password, csrf_from, login
 
 
 @pytest.fixture
@@ -66,6 +66,8 @@ def test_register_approve_and_the_owner_signs_in(
     assert _status(runtime, merchant_id) is MerchantStatus.PENDING
     baker = app.test_client()
     login(baker, "baker@zone.kz", password.group(1))
+    assert baker.get("/merchant/").headers["Location"] == "/account/password"
+    change_password(baker, password.group(1), "the baker's own sourdough phrase")
     assert "waits for the zone operator" in baker.get("/merchant/").get_data(as_text=True)
     assert _submit(operator, f"/operator/merchants/{merchant_id}/approve", {})[0] == 302
     assert _status(runtime, merchant_id) is MerchantStatus.ACTIVE
