@@ -13,6 +13,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from merchant_portal.auth import SESSION_GENERATION_KEY, home_for
+from merchant_portal.cache_control import forbid_caching
 from merchant_portal.context import client_ip, db
 from merchant_portal.security import require_role
 from pos import credentials, qr, totp
@@ -30,7 +31,7 @@ _ALL_ROLES = tuple(role.value for role in Role)
 
 def _no_store(page: str, status: int = 200) -> Response:
     # A TOTP secret or recovery codes must not stay in a cache or the back-button history.
-    return Response(page, status=status, headers={"Cache-Control": "no-store"})
+    return forbid_caching(Response(page, status=status))
 
 
 def _me() -> User:

@@ -46,6 +46,9 @@ TILL = _only((CASHIER, OWNER))
 PAGES: list[tuple[str, dict[str, int]]] = [
     ("/", {ANON: 302, CASHIER: 302, OWNER: 302, OPERATOR: 302}),
     ("/terminal/", TILL),
+    ("/account/password", _only((CASHIER, OWNER, OPERATOR))),
+    ("/account/2fa", _only((OWNER, OPERATOR))),
+    ("/login/2fa", _all(302)),  # no sign-in pending: back to the sign-in page
     ("/terminal/cart", TILL),
     ("/terminal/invoices/{mine}", TILL),
     ("/terminal/invoices/{theirs}", _only((CASHIER, OWNER), 404)),
@@ -119,6 +122,10 @@ PAGES: list[tuple[str, dict[str, int]]] = [
 # only a CSRF token, so the allowed role usually gets its form's 400 (or a flashed refusal).
 POSTS: list[tuple[str, dict[str, int]]] = [
     ("/login", _all(401)),  # no e-mail, no password
+    ("/login/2fa", _all(302)),  # no sign-in pending
+    ("/account/password", _only((CASHIER, OWNER, OPERATOR), 400)),
+    ("/account/2fa/enable", _only((OWNER, OPERATOR), 302)),  # no enrolment started
+    ("/account/2fa/disable", _only((OWNER,), 302)),  # the owner has no 2FA to turn off
     ("/terminal/invoices", _only((CASHIER, OWNER), 400)),
     ("/c/{my_choice}", _all(400)),
     ("/r/{their_refund_token}", _all(422)),
