@@ -10,15 +10,31 @@ import base64
 import hashlib
 import hmac
 import secrets
+import sys
 
 _N, _R, _P = 2**15, 8, 1
 _MAXMEM = 64 * 1024 * 1024
 MIN_PASSWORD_LENGTH = 10
 
 
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """scrypt (about 0.1 s of CPU by design). In a gevent web worker it runs on the hub's pool
+    of real threads (hashlib releases the GIL): inline it would stall every other request and
+    live page of that worker for as long."""
+    monkey = sys.modules.get("gevent.monkey")  # never imported here: only if already in use
+    if monkey is not None and monkey.is_module_patched("threading"):
+        import gevent
+
+        digest: bytes = gevent.get_hub().threadpool.apply(
+            hashlib.scrypt, (password,), {"salt": salt, "n": n, "r": r, "p": p, "maxmem": _MAXMEM}
+        )
+        return digest
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM)
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=_MAXMEM)
+    digest = _scrypt(password.encode(), salt, _N, _R, _P)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -29,9 +45,7 @@ def verify_password(stored: str, password: str) -> bool:
         if scheme != "scrypt":
             return False
         salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(
-            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM
-        )
+        digest = _scrypt(password.encode(), salt, int(n), int(r), int(p))
     except ValueError:
         return False
     return hmac.compare_digest(digest, expected)
