@@ -25,4 +25,4 @@ USER cryptocity
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
-CMD ["cryptocity", "web", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "512"]
+CMD ["cryptocity", "web", "--bind", "0.0.0.0:8000", "--workers", "4"]

@@ -1,6 +1,6 @@
 """Benchmark: invoice creation over HTTP under gunicorn, at several client concurrencies.
 
-`cryptocity web` (gunicorn, the shipped settings: 2 gthread workers x 8 threads) runs as a
+`cryptocity web` (gunicorn, the shipped settings: 2 gevent workers) runs as a
 subprocess on a free loopback port against a scratch database and Redis. The load generator is
 Debian's `wrk` (a separate C process, closed loop: each connection sends its next request when
 the previous answer arrives) driven by a generated Lua script. The request is the REST API's
@@ -262,7 +262,7 @@ def run(levels: tuple[int, ...] = (16, 64, 256), seconds: int = 10) -> dict[str,
     if shutil.which("wrk") is None:
         return {"available": False, "reason": "wrk is not installed (apt-get install wrk)"}
     with scratch(TAG) as env:
-        say(TAG, "starting `cryptocity web` (gunicorn, 2 gthread workers)")
+        say(TAG, "starting `cryptocity web` (gunicorn, 2 gevent workers)")
         with web_server(env) as server:
             target = _api_target(server, env) or _form_target(server, env)
             say(TAG, f"request: POST {target.path} ({target.kind}), BTC invoices")
@@ -283,7 +283,7 @@ def run(levels: tuple[int, ...] = (16, 64, 256), seconds: int = 10) -> dict[str,
             "request": f"POST {target.path}",
             "interface": target.kind,
             "load_generator": "wrk 4 (C, epoll; separate process, 2 threads, closed loop)",
-            "server": "cryptocity web: gunicorn, 2 gthread workers x 8 threads",
+            "server": "cryptocity web: gunicorn, 2 gevent workers",
             "levels": results,
             "target": f">= {TARGET_RPS:.0f}/s with p99 < {TARGET_P99_MS:.0f} ms",
             "met": best >= TARGET_RPS and worst_p99 < TARGET_P99_MS,

@@ -1,9 +1,11 @@
 """Load generator for the checkout fan-out benchmark: many Server-Sent Event clients.
 
 Run as its own process: `python -m bench.sse_clients HOST PORT IDS_FILE SETTLE_S DEADLINE_S`.
-Opens one raw-socket HTTP/1.1 connection per invoice id to `/i/<id>/events` (asyncio), prints
-`READY <n>` once `n` streams delivered their first state (all of them, or after SETTLE_S), then
-prints one JSON line when every stream has seen "processing"/"settled" or DEADLINE_S passed:
+Opens one raw-socket HTTP/1.1 connection per invoice id to `/i/<id>/events` (asyncio; at most
+`OPENING_AT_ONCE` opening at a time, as pages arrive over time), prints
+`READY <n>` once `n` streams delivered their first state (all of them, or after SETTLE_S), waits
+for a line on stdin (the parent has paid the invoices: the deadline starts now), then prints one
+JSON line when every stream has seen "processing"/"settled" or DEADLINE_S passed:
 {"opened", "initial", "paid": {id: CLOCK_MONOTONIC seconds}}. CLOCK_MONOTONIC is system-wide
 on Linux, so the parent compares these times with its own.
 """
@@ -18,6 +20,9 @@ import time
 from pathlib import Path
 
 PAID = (b'"status": "processing"', b'"status": "settled"')
+# Pages arrive over time, not in one instant: at most this many are opening at once (connected,
+# first state not read yet); each opens as soon as an earlier one has got its first state.
+OPENING_AT_ONCE = 200
 FIRST = b'"status": '
 
 
@@ -28,10 +33,14 @@ async def _client(
     initial: set[str],
     paid: dict[str, float],
     opened: list[int],
+    opening: asyncio.Semaphore,
 ) -> None:
+    await opening.acquire()
+    holding = True
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
+        opening.release()
         return
     opened.append(1)
     request = (
@@ -48,6 +57,8 @@ async def _client(
             window = tail + chunk  # a marker may straddle two reads
             if invoice_id not in initial and FIRST in window:
                 initial.add(invoice_id)
+                opening.release()
+                holding = False
             if any(marker in window for marker in PAID):
                 paid[invoice_id] = time.monotonic()
                 return
@@ -55,6 +66,8 @@ async def _client(
     except OSError:
         return
     finally:
+        if holding:
+            opening.release()
         writer.close()
 
 
@@ -62,11 +75,15 @@ async def _main(host: str, port: int, ids: list[str], settle_s: float, deadline_
     initial: set[str] = set()
     paid: dict[str, float] = {}
     opened: list[int] = []
-    tasks = [asyncio.create_task(_client(host, port, i, initial, paid, opened)) for i in ids]
+    opening = asyncio.Semaphore(OPENING_AT_ONCE)
+    tasks = [
+        asyncio.create_task(_client(host, port, i, initial, paid, opened, opening)) for i in ids
+    ]
     settle_end = time.monotonic() + settle_s
     while len(initial) < len(ids) and time.monotonic() < settle_end:
         await asyncio.sleep(0.05)
     print(f"READY {len(initial)}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     end = time.monotonic() + deadline_s
     while len(paid) < len(ids) and time.monotonic() < end:
         await asyncio.sleep(0.01)

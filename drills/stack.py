@@ -279,7 +279,16 @@ class Stack:
 
     def _web(self) -> None:
         port = free_port()
-        command = [sys.executable, "-m", "pos.cli", "web", "--workers", "2", "--threads", "32"]
+        command = [
+            sys.executable,
+            "-m",
+            "pos.cli",
+            "web",
+            "--workers",
+            "2",
+            "--connections",
+            "1000",
+        ]
         proc = self.spawn("web", [*command, "--bind", f"127.0.0.1:{port}"])
         self.others.append(proc)
         self.web_url = f"http://127.0.0.1:{port}"

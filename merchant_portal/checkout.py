@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
+from flask_babel import gettext as _
 
-from merchant_portal.context import coordinator, db, runtime, settings
+from merchant_portal import live_limits
+from merchant_portal.context import client_ip, coordinator, db, runtime, settings
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money
+from pos.errors import CoordinationUnavailableError
 from pos.invoice_view import amount_to_request, crypto_decimals, crypto_symbol, payment_uri
 from pos.models import Invoice
 from pos.qr import qr_svg
@@ -21,6 +24,7 @@ from pos.states import InvoiceStatus, PaymentMethod
 bp = Blueprint("checkout", __name__, url_prefix="/i")
 
 RECEIPT_WIDTHS = ("58", "80")
+LIVE_RETRY_AFTER_SECONDS = 30  # a refused page polls meanwhile; streams free up as pages leave
 
 
 def checkout_context(invoice: Invoice) -> dict[str, Any]:
@@ -68,17 +72,46 @@ def status(invoice_id: str) -> dict[str, object]:
 
 @bp.get("/<invoice_id>/events")
 def events(invoice_id: str) -> Response:
-    """Server-Sent Events: the invoice's live state now and after each of its events."""
+    """Server-Sent Events: the invoice's live state now and after each of its events.
+
+    Open streams are capped per client address and per invoice (`live_limits`); over a cap
+    the answer is 429 and the page polls status.json instead.
+    """
     invoices.get_invoice(db(), invoice_id)  # 404 before the stream opens
     db().close()  # the stream may last minutes: give the connection back to the pool
     rt = runtime()
+    cfg = settings()
     lifetime = float(current_app.config.get("SSE_LIFETIME_SECONDS", LIFETIME_SECONDS))
+    try:
+        slot = live_limits.take_slot(
+            rt.coordinator,
+            client_ip(),
+            invoice_id,
+            cfg.live_streams_per_ip,
+            cfg.live_streams_per_invoice,
+            lifetime,
+        )
+    except CoordinationUnavailableError:
+        # Nothing to count with, and nothing to stream from either: the stream below sends
+        # the state the database knows and tells the page to poll, so it cannot pile up.
+        slot = None
+    if isinstance(slot, live_limits.Refusal):
+        message = _("Too many live pages are open; this page checks for updates instead.")
+        return Response(
+            message,
+            status=429,
+            mimetype="text/plain",
+            headers={"Retry-After": str(LIVE_RETRY_AFTER_SECONDS), "X-Refused": slot.value},
+        )
     stream = invoice_events(rt.session_factory, rt.coordinator, invoice_id, lifetime)
-    return Response(
+    response = Response(
         stream,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    if slot is not None:
+        response.call_on_close(slot.release)  # the stream ended or the page went away
+    return response
 
 
 @bp.get("/<invoice_id>/receipt")

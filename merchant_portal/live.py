@@ -1,12 +1,19 @@
 """Server-Sent Events for live invoice pages, fed from the Redis event stream.
 
-One reader thread per web process (`EventHub`) tails `cc:events` and wakes only the connections
-watching the invoice an event is about; a thousand open checkout pages cost one XREAD, not a
-thousand. Each connection forwards the changes of one invoice, sends a comment line as a
-heartbeat so proxies keep the connection open, and ends after a bounded lifetime (the browser's
-EventSource reconnects by itself) or once the invoice is final. Missing a message is harmless:
-every message carries the whole live state, and the page falls back to polling if the stream
-fails.
+One reader per web process (`EventHub`) tails `cc:events`, reads the new live state of every
+watched invoice an event batch touched in one pipelined round, and wakes only the connections
+watching those invoices: ten thousand open checkout pages cost one XREAD and one pipeline per
+batch, not ten thousand Redis calls. Each connection forwards the changes of one invoice, sends
+a comment line as a heartbeat so proxies keep the connection open, and ends after a bounded
+lifetime (the browser's EventSource reconnects by itself) or once the invoice is final. Missing
+a message is harmless: every message carries the whole live state, and the page falls back to
+polling status.json if the stream fails or is refused (`live_limits`: caps per client address
+and per invoice).
+
+The web server runs gevent workers (`merchant_portal.server`): the reader and every stream are
+greenlets, and the `threading` primitives below are gevent's once gunicorn has monkey-patched
+the worker, so a waiting stream holds no OS thread. The same code runs on real threads under
+the Flask test client and werkzeug.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pos import invoices
-from pos.coordination import EVENT_STREAM, Coordinator
+from pos.coordination import EVENT_STREAM, Coordinator, invoice_key
 from pos.errors import CoordinationUnavailableError, NotFoundError
 from pos.redis_guard import CircuitBreaker
 
@@ -44,6 +51,10 @@ def live_payload(
     """The live state of an invoice as the pages consume it (status.json and SSE alike)."""
     with factory() as session:
         live = invoices.live_view(session, coordinator, invoice_id)
+    return _payload(invoice_id, live)
+
+
+def _payload(invoice_id: str, live: dict[str, str]) -> dict[str, object]:
     return {
         "id": invoice_id,
         "status": live["status"],
@@ -77,6 +88,7 @@ class EventHub:
         self._lock = threading.Lock()
         self._changed: dict[str, threading.Condition] = {}
         self._counts: dict[str, int] = {}  # events seen per watched invoice
+        self._latest: dict[str, dict[str, object]] = {}  # its state read after the last one
         self._waiters: dict[str, int] = {}
         self._healthy = True
         self._thread: threading.Thread | None = None
@@ -152,12 +164,41 @@ class EventHub:
                 continue
             last_id = entries[-1][0]
             with self._lock:
-                for _entry_id, fields in entries:
-                    invoice_id = fields.get("invoice", "")
+                touched = {fields.get("invoice", "") for _entry_id, fields in entries}
+                watched = [i for i in touched if i in self._changed]
+            states = self._read_states(reader, watched)
+            with self._lock:
+                for invoice_id in watched:
                     condition = self._changed.get(invoice_id)
-                    if condition is not None:
-                        self._counts[invoice_id] += 1
-                        condition.notify_all()
+                    if condition is None:
+                        continue  # its last page left while the states were read
+                    self._counts[invoice_id] += 1
+                    if invoice_id in states:
+                        self._latest[invoice_id] = states[invoice_id]
+                    else:
+                        self._latest.pop(invoice_id, None)  # each page reads it itself
+                    condition.notify_all()
+
+    @staticmethod
+    def _read_states(reader: Coordinator, invoice_ids: list[str]) -> dict[str, dict[str, object]]:
+        """The live state of each invoice after its events, in one pipeline. Read after the
+        stream entries, and Redis writes state and entry in one script: never older than the
+        events. Missing ones (Redis lost them, or the read failed) are left to the pages."""
+        if not invoice_ids:
+            return {}
+        pipe = reader.client.pipeline(transaction=False)
+        for invoice_id in invoice_ids:
+            pipe.hgetall(invoice_key(invoice_id))
+        try:
+            replies = pipe.execute()
+        except RedisError as exc:
+            log.info("live event hub: state read failed, pages read it: %s", exc)
+            return {}
+        states: dict[str, dict[str, object]] = {}
+        for invoice_id, live in zip(invoice_ids, replies, strict=True):
+            if live:
+                states[invoice_id] = _payload(invoice_id, live)
+        return states
 
     def _set_unhealthy(self) -> None:
         with self._lock:
@@ -180,6 +221,12 @@ class EventHub:
             self._waiters[invoice_id] -= 1
             if self._waiters[invoice_id] == 0:
                 del self._waiters[invoice_id], self._changed[invoice_id], self._counts[invoice_id]
+                self._latest.pop(invoice_id, None)
+
+    def latest(self, invoice_id: str) -> dict[str, object] | None:
+        """The state the reader fetched after the invoice's last event (None: read it)."""
+        with self._lock:
+            return self._latest.get(invoice_id)
 
     def wait(self, invoice_id: str, seen: int, timeout: float) -> int:
         """Block until the invoice has an event after `seen` (or the timeout); the new count.
@@ -237,7 +284,7 @@ def invoice_events(
                 return
             if count != seen:
                 seen = count
-                payload = live_payload(factory, coordinator, invoice_id)
+                payload = hub.latest(invoice_id) or live_payload(factory, coordinator, invoice_id)
                 yield _message(payload, event_id=str(payload["version"]))
             else:
                 yield ": heartbeat\n\n"

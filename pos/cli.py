@@ -273,7 +273,10 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     from merchant_portal.server import serve
 
     return serve(
-        settings, bind=args.bind or settings.web_bind, workers=args.workers, threads=args.threads
+        settings,
+        bind=args.bind or settings.web_bind,
+        workers=args.workers,
+        connections=args.connections,
     )
 
 
@@ -358,7 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "web", cmd_web, "serve the portal with gunicorn", json_flag=False)
     p.add_argument("--bind", help="host:port (default CRYPTOCITY_WEB_BIND or 127.0.0.1:8000)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=512, help="threads per worker (live pages)")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=20_000,
+        help="open connections per (gevent) worker, live pages included",
+    )
     p = command(sub, "demo", cmd_demo, "run everything with demo data", json_flag=False)
     p.add_argument("--no-chains", action="store_true", help="do not start the sandbox chains")
     _add_sandbox_commands(sub)

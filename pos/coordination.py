@@ -147,6 +147,9 @@ def _apply_argv(
 SOCKET_TIMEOUT_SECONDS = 3.0  # one call outside a web request (workers, CLI)
 
 
+POOL_CONNECTIONS = 100  # per process and client; callers beyond it wait their turn
+
+
 def connect(
     url: str,
     socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
@@ -159,9 +162,15 @@ def connect(
     cool-down. A dropped connection (Redis restarted) is retried once at once; a timeout never
     is — a retry would only wait again. Set explicitly: redis-py's own default differs between
     `Redis()` (10 retries with back-off) and `from_url` (none).
+
+    The pool blocks (at most `socket_timeout`) when all its connections are busy instead of
+    failing: a web worker's thousands of live-page greenlets share `POOL_CONNECTIONS`, where
+    redis-py's default pool refuses the 101st caller with "Too many connections".
     """
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=socket_timeout,
         decode_responses=True,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
@@ -170,6 +179,7 @@ def connect(
         connection_class=guarded_connection_class(url),
         cc_breaker=breaker or CircuitBreaker(),
     )
+    return redis.Redis.from_pool(pool)
 
 
 class Coordinator:

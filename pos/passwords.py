@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import sys
 import threading
 
 _N, _R, _P = 2**15, 8, 1
@@ -21,14 +22,25 @@ MAX_CONCURRENT_HASHES = 4
 _HASH_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    """scrypt (about 0.1 s of CPU by design), at most MAX_CONCURRENT_HASHES at once. In a gevent
+    web worker it runs on the hub's pool of real threads (hashlib releases the GIL): inline it
+    would stall every other request and live page of that worker for as long. (Imported after
+    gevent's patching, the semaphore is a gevent one there.)"""
     with _HASH_SLOTS:
-        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM)
+        monkey = sys.modules.get("gevent.monkey")  # never imported here: only if already in use
+        if monkey is not None and monkey.is_module_patched("threading"):
+            import gevent
+
+            options = {"salt": salt, "n": n, "r": r, "p": p, "maxmem": _MAXMEM}
+            digest: bytes = gevent.get_hub().threadpool.apply(hashlib.scrypt, (password,), options)
+            return digest
+        return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM)
 
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _N, _R, _P)
+    digest = _scrypt(password.encode(), salt, _N, _R, _P)
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -39,7 +51,7 @@ def verify_password(stored: str, password: str) -> bool:
         if scheme != "scrypt":
             return False
         salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
-        digest = _scrypt(password, salt, int(n), int(r), int(p))
+        digest = _scrypt(password.encode(), salt, int(n), int(r), int(p))
     except ValueError:
         return False
     return hmac.compare_digest(digest, expected)

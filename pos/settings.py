@@ -103,6 +103,11 @@ class Settings:
     # Webhooks to loopback and private addresses (pos.network_policy): tests and benchmarks
     # with a local receiver only. Off by default in every mode; a warning when on.
     webhook_allow_private_networks: bool = False
+    # Open live pages (SSE streams) allowed at once, counted across web processes in Redis:
+    # per client address (a whole zone behind one proxy shares one: raise it there) and per
+    # invoice. Over either, the page polls status.json instead.
+    live_streams_per_ip: int = 20
+    live_streams_per_invoice: int = 50
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -224,6 +229,12 @@ class Settings:
             zone_kzte_wallet=zone_kzte_wallet,
             web_bind=env.get("CRYPTOCITY_WEB_BIND", "127.0.0.1:8000"),
             webhook_allow_private_networks=allow_private,
+            live_streams_per_ip=_parse_int(
+                env.get("LIVE_STREAMS_PER_IP", "20"), "LIVE_STREAMS_PER_IP", 1, 1_000_000
+            ),
+            live_streams_per_invoice=_parse_int(
+                env.get("LIVE_STREAMS_PER_INVOICE", "50"), "LIVE_STREAMS_PER_INVOICE", 1, 1_000_000
+            ),
         )
 
 

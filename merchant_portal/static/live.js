@@ -46,7 +46,10 @@
       var failures = 0;
       source.onerror = function () {
         failures += 1;
-        if (failures > 3) { startPolling(); }  // the stream keeps failing: poll instead
+        // CLOSED: the server refused the stream (429 over a cap, any non-200): EventSource never
+        // retries that by itself. Or the stream keeps failing. Either way: poll instead.
+        if (source && source.readyState === EventSource.CLOSED) { startPolling(); return; }
+        if (failures > 3) { startPolling(); }
       };
       source.onopen = function () { failures = 0; };
     } else {
