@@ -166,7 +166,16 @@ def check_second_factor(
     remaining = [h for h in user.recovery_code_hashes if not secrets.compare_digest(h, digest)]
     if len(remaining) == len(user.recovery_code_hashes):
         return None
-    user.recovery_code_hashes = remaining  # a new list: the JSON column sees the change
+    # Compare-and-set on the use counter: of two requests racing with one code, one gets in.
+    used = session.execute(
+        update(User)
+        .where(User.id == user.id, User.recovery_codes_used == user.recovery_codes_used)
+        .values(recovery_code_hashes=remaining, recovery_codes_used=User.recovery_codes_used + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    session.refresh(user, ["recovery_code_hashes", "recovery_codes_used"])
     audit(
         session,
         "user.recovery_code_used",

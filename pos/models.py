@@ -146,6 +146,8 @@ class User(Base):
     totp_last_step: Mapped[int | None] = mapped_column(default=None)
     # SHA-256 hex digests of the unused recovery codes; a used one is removed.
     recovery_code_hashes: Mapped[list[str]] = mapped_column(default=list)
+    # Bumped by each use of a recovery code: the compare-and-set that lets one code in once.
+    recovery_codes_used: Mapped[int] = mapped_column(default=0)
 
     merchant: Mapped[Merchant | None] = relationship(back_populates="users")
 

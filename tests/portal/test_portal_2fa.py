@@ -148,3 +148,31 @@ def test_an_operator_without_2fa_must_enrol_first(
     _enrol(client)
     assert client.get("/operator/").status_code == 200
     assert _sign_in_password(app.test_client(), "new-ops@zone.test") == "/login/2fa"
+
+
+def test_a_recovery_code_raced_by_two_requests_lets_one_in(
+    runtime: Runtime, world: dict[str, int]
+) -> None:
+    from pos import credentials
+
+    with runtime.session_factory.begin() as session:
+        user = session.get(User, world["owner"])
+        assert user is not None
+        secret = totp.new_secret()
+        [code, *_rest] = credentials.enable_totp(session, user, secret, totp.code_at(secret))
+    # Two sign-ins load the user before either has used the code (two sessions, one database).
+    first, second = runtime.session_factory(), runtime.session_factory()
+    try:
+        one, two = first.get(User, world["owner"]), second.get(User, world["owner"])
+        assert one is not None and two is not None
+        assert credentials.check_second_factor(first, one, code) == "recovery"
+        first.commit()
+        assert credentials.check_second_factor(second, two, code) is None
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    with runtime.session_factory() as session:
+        user = session.get(User, world["owner"])
+        assert user is not None and len(user.recovery_code_hashes) == 9
+        assert user.recovery_codes_used == 1

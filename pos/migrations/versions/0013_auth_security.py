@@ -2,7 +2,8 @@
 
 - users: `session_generation` (compared on every request; bumped by sign-out, password change,
   reset and disable), `must_change_password` (a one-time password someone else chose),
-  `totp_secret`, `totp_last_step` (the replay guard), `recovery_code_hashes` (JSON list)
+  `totp_secret`, `totp_last_step` (the replay guard), `recovery_code_hashes` (JSON list),
+  `recovery_codes_used` (the compare-and-set of a recovery code's one use)
 
 Revision ID: 0013_auth_security
 Revises: 0012_bank_details
@@ -36,14 +37,19 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("recovery_code_hashes", sa.JSON(), nullable=False, server_default="[]")
         )
+        batch_op.add_column(
+            sa.Column("recovery_codes_used", _INT, nullable=False, server_default="0")
+        )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.alter_column("session_generation", server_default=None)
         batch_op.alter_column("must_change_password", server_default=None)
         batch_op.alter_column("recovery_code_hashes", server_default=None)
+        batch_op.alter_column("recovery_codes_used", server_default=None)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("recovery_codes_used")
         batch_op.drop_column("recovery_code_hashes")
         batch_op.drop_column("totp_last_step")
         batch_op.drop_column("totp_secret")
