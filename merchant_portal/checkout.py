@@ -14,8 +14,9 @@ from flask_babel import gettext as _
 from merchant_portal import live_limits
 from merchant_portal.context import client_ip, coordinator, db, runtime, settings
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
-from pos import invoices, money
+from pos import invoices, money, shop_domains
 from pos.errors import CoordinationUnavailableError
+from pos.integrations import ApiInvoiceExtra
 from pos.invoice_view import amount_to_request, crypto_decimals, crypto_symbol, payment_uri
 from pos.models import Invoice
 from pos.qr import qr_svg
@@ -47,7 +48,18 @@ def checkout_context(invoice: Invoice) -> dict[str, Any]:
         "merchant_name": invoice.merchant.name,
         "expires_ts": int(invoice.expires_at.timestamp()),
         "is_paid": invoice.status in (InvoiceStatus.PROCESSING, InvoiceStatus.SETTLED),
+        "return_url": return_url(invoice),
     }
+
+
+def return_url(invoice: Invoice) -> str | None:
+    """The API client's `redirect_url`, if it still leads to one of the merchant's shop
+    domains now (the owner may have removed the domain since the invoice was made)."""
+    extra = db().get(ApiInvoiceExtra, invoice.id)
+    if extra is None:
+        return None
+    domains = shop_domains.domains_of(invoice.merchant.shop_domains)
+    return shop_domains.allowed_redirect(extra.redirect_url, domains)
 
 
 @bp.get("/<invoice_id>")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db, settings
 from merchant_portal.forms import is_whole_number
 from merchant_portal.security import require_role
-from pos import integrations, network_policy
+from pos import accounts, integrations, network_policy, shop_domains
 from pos.errors import PosError, ValidationError
 from pos.integrations import (
     WEBHOOK_EVENT_TYPES,
@@ -21,7 +22,7 @@ from pos.integrations import (
     Webhook,
     WebhookDelivery,
 )
-from pos.models import InvoiceEvent
+from pos.models import InvoiceEvent, Merchant
 
 bp = Blueprint("integrations", __name__, url_prefix="/merchant/integrations")
 DELIVERY_LOG_SIZE = 50
@@ -58,6 +59,7 @@ def _index(
     errors: dict[str, str] | None = None,
     new_token: str | None = None,
     new_key: ApiKey | None = None,
+    domains_text: str | None = None,
 ) -> tuple[str, int]:
     session = db()
     keys = session.scalars(
@@ -76,8 +78,20 @@ def _index(
         new_token=new_token,
         new_key=new_key,
         default_rate=integrations.DEFAULT_RATE_LIMIT_PER_MINUTE,
+        shop_domains=(
+            "\n".join(shop_domains.domains_of(_merchant().shop_domains))
+            if domains_text is None
+            else domains_text  # the owner's text back, with the error
+        ),
     )
     return page, status
+
+
+def _merchant() -> Merchant:
+    merchant = db().get(Merchant, _merchant_id())
+    if merchant is None:
+        abort(404)
+    return merchant
 
 
 def _field_error(exc: PosError) -> dict[str, str]:
@@ -91,6 +105,23 @@ def _field_error(exc: PosError) -> dict[str, str]:
 @require_role("owner")
 def index() -> tuple[str, int]:
     return _index()
+
+
+@bp.post("/domains")
+@require_role("owner")
+def save_domains() -> Response | tuple[str, int]:
+    """The shop's domains: an invoice's `redirect_url` must lead to one of them."""
+    session = db()
+    try:
+        accounts.set_shop_domains(
+            session, _merchant(), request.form.get("shop_domains", ""), current_user.id
+        )
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _index(400, _field_error(exc), domains_text=request.form.get("shop_domains", ""))
+    flash(gettext("Shop domains saved."))
+    return redirect(url_for("integrations.index"))
 
 
 @bp.post("/keys")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from merchant_portal.context import client_ip, db, settings
@@ -25,9 +26,10 @@ from merchant_portal.forms import (
 from merchant_portal.security import require_role
 from pos import accounts, bank_details, money
 from pos.errors import PosError, ValidationError
-from pos.methods import bitcoin, kzte
+from pos.methods import bitcoin
 from pos.models import ALLOWED_CONFIRMATIONS, Invoice, Merchant, Payment
 from pos.states import PaymentMethod
+from settlement import wallet_check
 
 bp = Blueprint("merchant", __name__, url_prefix="/merchant")
 
@@ -237,8 +239,11 @@ def save_step(step: str) -> Response | tuple[str, int] | str:
                 accounts.set_btc_account_key(session, merchant, key)
                 _audit("merchant.btc_xpub_set", merchant, {"kind": key.kind})
         elif step == "solana":
-            wallet = kzte.parse_wallet(form["solana_wallet"])
+            wallet = accounts.check_solana_wallet(
+                session, settings(), form["solana_wallet"], merchant.id
+            )
             if wallet != merchant.solana_wallet:
+                wallet_check.check_wallet_on_chain(settings().solana_rpc_url, wallet)
                 merchant.solana_wallet = wallet
                 _audit("merchant.solana_wallet_set", merchant, {"wallet": wallet})
         else:
@@ -247,6 +252,13 @@ def save_step(step: str) -> Response | tuple[str, int] | str:
     except PosError as exc:
         session.rollback()
         return _render_step(step, own_merchant(), field_error(exc), form), 400
+    except IntegrityError as exc:
+        # Another merchant saved the same wallet between our check and our commit.
+        session.rollback()
+        taken = accounts.destination_taken(exc)
+        if taken is None:
+            raise
+        return _render_step(step, own_merchant(), field_error(taken), form), 400
     return redirect(_next(step))
 
 

@@ -7,8 +7,6 @@ The CSV shows times on the zone's clock with their offset (2026-03-02T00:30:00+0
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,7 +18,7 @@ from sqlalchemy import Select, func, or_, select
 from merchant_portal.context import db, settings
 from merchant_portal.forms import parse_optional_date, requested_page
 from merchant_portal.security import require_role
-from pos import business_day, invoices, money
+from pos import business_day, csv_safe, invoices, money
 from pos.db import utcnow
 from pos.errors import ValidationError
 from pos.invoice_view import atomic_unit, crypto_decimals, crypto_symbol
@@ -139,29 +137,16 @@ def index() -> tuple[str, int]:
     ), 400 if errors else 200
 
 
-def _safe_cell(value: str) -> str:
-    # Spreadsheets run cells starting with these as formulas; a description must never do that.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def _local_iso(moment: datetime | None) -> str:
     return business_day.local_time(moment).isoformat() if moment else ""
 
 
 def _csv_rows(merchant_id: int, flt: InvoiceFilter) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(CSV_COLUMNS)
-    yield flush()
+    # Descriptions and order ids are typed by cashiers and API clients: the one writer
+    # neutralises formulas (pos.csv_safe).
+    yield csv_safe.row_text(CSV_COLUMNS)
     for invoice in db().scalars(filtered(merchant_id, flt).limit(EXPORT_LIMIT)):
-        writer.writerow(
+        yield csv_safe.row_text(
             [
                 invoice.id,
                 _local_iso(invoice.created_at),
@@ -174,13 +159,12 @@ def _csv_rows(merchant_id: int, flt: InvoiceFilter) -> Iterator[str]:
                 invoice.amount_paid_atomic,
                 atomic_unit(invoice),
                 str(invoice.rate),
-                _safe_cell(invoice.description),
-                _safe_cell(invoice.order_id or ""),
+                invoice.description,
+                invoice.order_id or "",
                 _local_iso(invoice.settled_at),
                 invoice.created_by_user_id or "",
             ]
         )
-        yield flush()
 
 
 @bp.get("/export.csv")

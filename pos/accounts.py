@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pos import bank_details, chart
+from pos import bank_details, chart, shop_domains
 from pos.db import utcnow
 from pos.errors import NotFoundError, ValidationError
 from pos.methods import bitcoin, kzte
@@ -70,7 +71,7 @@ def create_merchant(
     merchant = Merchant(name=name, status=status, settlement_mode=settlement_mode)
     key = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network) if btc_xpub else None
     if solana_wallet:
-        merchant.solana_wallet = kzte.parse_wallet(solana_wallet)
+        merchant.solana_wallet = check_solana_wallet(session, settings, solana_wallet, None)
     session.add(merchant)
     session.flush()
     if key is not None:
@@ -84,6 +85,79 @@ def create_merchant(
         detail={"name": name, "status": status.value, "settlement_mode": settlement_mode.value},
     )
     return merchant
+
+
+WALLET_TAKEN = "this Solana wallet is already another merchant's payment destination"
+ZONE_WALLET = (
+    "this is the zone's own KZTE wallet (where `tenge` sales are paid), not a merchant's; "
+    "enter your own wallet"
+)
+
+
+def check_solana_wallet(
+    session: Session, settings: Settings, text: str, merchant_id: int | None
+) -> str:
+    """The wallet `text` as merchant `merchant_id` (None: a new one) may register it, or a
+    `ValidationError` on field `solana_wallet`: a wallet a payment is told apart by is one
+    merchant's, and the zone's own wallet is nobody's."""
+    wallet = kzte.parse_wallet(text, mint=settings.kzte_mint)
+    if settings.zone_kzte_wallet and wallet == settings.zone_kzte_wallet:
+        raise ValidationError(ZONE_WALLET, field="solana_wallet")
+    taken = select(Merchant.id).where(Merchant.solana_wallet == wallet)
+    if merchant_id is not None:
+        taken = taken.where(Merchant.id != merchant_id)
+    if session.scalar(taken.limit(1)) is not None:
+        raise ValidationError(WALLET_TAKEN, field="solana_wallet")
+    return wallet
+
+
+def destination_taken(error: IntegrityError) -> ValidationError | None:
+    """The clear error for a unique-destination race lost at commit (another request took the
+    wallet between the check and the write); None when the violation is something else."""
+    text = str(error.orig).lower()
+    if "uq_merchants_solana_wallet" in text or "merchants.solana_wallet" in text:
+        return ValidationError(WALLET_TAKEN, field="solana_wallet")
+    return None
+
+
+def set_solana_wallet(
+    session: Session,
+    settings: Settings,
+    merchant: Merchant,
+    text: str,
+    actor_user_id: int | None = None,
+) -> bool:
+    """Point the merchant's KZTE invoices at a new wallet (checked offline); changed?"""
+    wallet = check_solana_wallet(session, settings, text, merchant.id)
+    if wallet == merchant.solana_wallet:
+        return False
+    merchant.solana_wallet = wallet
+    audit(
+        session,
+        "merchant.solana_wallet_set",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={"wallet": wallet},
+    )
+    return True
+
+
+def set_shop_domains(
+    session: Session, merchant: Merchant, text: str, actor_user_id: int | None = None
+) -> bool:
+    """The owner's shop domains (pos.shop_domains), where return links may lead; changed?"""
+    domains = shop_domains.stored(shop_domains.parse_domains(text))
+    if domains == merchant.shop_domains:
+        return False
+    merchant.shop_domains = domains
+    audit(
+        session,
+        "merchant.shop_domains_set",
+        actor_user_id=actor_user_id,
+        merchant_id=merchant.id,
+        detail={"domains": shop_domains.domains_of(domains)},
+    )
+    return True
 
 
 def set_settlement_mode(

@@ -60,19 +60,31 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 @_with_runtime
 def cmd_merchant_create(args: argparse.Namespace, rt: Runtime) -> int:
-    with rt.session_factory.begin() as session:
-        merchant = accounts.create_merchant(
-            session,
-            rt.settings,
-            args.name,
-            btc_xpub=args.btc_xpub,
-            solana_wallet=args.solana_wallet,
-            status=MerchantStatus.PENDING if args.pending else MerchantStatus.ACTIVE,
-            settlement_mode=SettlementMode(args.settlement),
-        )
-        if args.payout_hold_hours is not None:
-            accounts.set_payout_hold(session, merchant, args.payout_hold_hours)
-        data = _merchant_dict(merchant, rt.settings)
+    from sqlalchemy.exc import IntegrityError
+
+    from settlement.wallet_check import check_wallet_on_chain
+
+    try:
+        with rt.session_factory.begin() as session:
+            merchant = accounts.create_merchant(
+                session,
+                rt.settings,
+                args.name,
+                btc_xpub=args.btc_xpub,
+                solana_wallet=args.solana_wallet,
+                status=MerchantStatus.PENDING if args.pending else MerchantStatus.ACTIVE,
+                settlement_mode=SettlementMode(args.settlement),
+            )
+            if merchant.solana_wallet:
+                check_wallet_on_chain(rt.settings.solana_rpc_url, merchant.solana_wallet)
+            if args.payout_hold_hours is not None:
+                accounts.set_payout_hold(session, merchant, args.payout_hold_hours)
+            data = _merchant_dict(merchant, rt.settings)
+    except IntegrityError as exc:  # another merchant took the wallet since the check
+        taken = accounts.destination_taken(exc)
+        if taken is None:
+            raise
+        raise taken from None
     _emit(
         args,
         data,

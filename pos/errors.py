@@ -47,6 +47,10 @@ class ConcurrentUpdateError(PosError):
     """Another process changed the invoice first; reload and decide again."""
 
 
+class AllocationCollisionError(ConcurrentUpdateError):
+    """Every address or reference allocated for a new invoice was another invoice's."""
+
+
 class CoordinationUnavailableError(PosError):
     """Redis cannot be reached; the database keeps the record and nothing is lost."""
 

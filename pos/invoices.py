@@ -23,6 +23,7 @@ from pos import ledger_queue, money
 from pos.coordination import Coordinator, chunked
 from pos.db import utcnow
 from pos.errors import (
+    AllocationCollisionError,
     ConcurrentUpdateError,
     CoordinationUnavailableError,
     MerchantNotActiveError,
@@ -47,6 +48,20 @@ log = logging.getLogger(__name__)
 
 _ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"  # no 0/o/1/l: read aloud at a counter
 MIN_BTC_DUE_SAT = 1_000  # well above bitcoin.DUST_LIMIT_SAT
+# A freshly allocated address, reference or id found taken is allocated again this many times.
+ALLOCATION_ATTEMPTS = 5
+# How SQLite ("invoices.btc_address") and PostgreSQL ("uq_invoices_btc_address",
+# "pk_invoices") name the unique columns an invoice is allocated (SQLite names whichever
+# unique index it checks first).
+_ALLOCATED_COLUMNS = (
+    "btc_derivation_index",  # (btc_account_key_id, btc_derivation_index) on either backend
+    "invoices.btc_address",
+    "invoices.kzte_reference",
+    "invoices.id",
+    "invoices_btc_address",
+    "invoices_kzte_reference",
+    "pk_invoices",
+)
 TERMINAL = frozenset({InvoiceStatus.EXPIRED, InvoiceStatus.INVALID, InvoiceStatus.SETTLED})
 
 
@@ -100,14 +115,36 @@ def create_invoice(
         amount_paid_atomic=0,
         settlement_mode=merchant.settlement_mode,
     )
-    if request.method is PaymentMethod.BTC:
-        _quote_btc(session, settings, rates, merchant, invoice, now)
-    else:
-        _quote_kzte(settings, rates, merchant, invoice, now)
-    session.add(invoice)
+    for attempt in range(1, ALLOCATION_ATTEMPTS + 1):
+        if request.method is PaymentMethod.BTC:
+            _quote_btc(session, settings, rates, merchant, invoice, now)
+        else:
+            _quote_kzte(session, settings, rates, merchant, invoice, now)
+        try:
+            with session.begin_nested():
+                session.add(invoice)
+                session.flush()
+            break
+        except IntegrityError as exc:
+            # The address, reference or id is some other invoice's (an address an old invoice
+            # of a re-added key took, say): take the next one, never a 500.
+            if not _is_allocation_collision(exc):
+                raise
+            log.warning("invoice %s: %s taken, allocating again", invoice.id, exc.orig)
+            if attempt == ALLOCATION_ATTEMPTS:
+                raise AllocationCollisionError(
+                    "the payment address or reference picked for this invoice is already in "
+                    "use; nothing was created, try again"
+                ) from None
+            invoice.id = new_invoice_id()
     _add_event(session, invoice, EventType.CREATED, None, {"price_tiyn": invoice.price_tiyn})
     session.flush()
     return invoice
+
+
+def _is_allocation_collision(error: IntegrityError) -> bool:
+    text = str(error.orig).lower()
+    return any(name in text for name in _ALLOCATED_COLUMNS)
 
 
 def _check_price(settings: Settings, price_tiyn: int) -> None:
@@ -222,7 +259,12 @@ def _lock_rate(invoice: Invoice, quote: RateQuote) -> None:
 
 
 def _quote_kzte(
-    settings: Settings, rates: RateBook, merchant: Merchant, invoice: Invoice, now: datetime
+    session: Session,
+    settings: Settings,
+    rates: RateBook,
+    merchant: Merchant,
+    invoice: Invoice,
+    now: datetime,
 ) -> None:
     if invoice.settlement_mode is SettlementMode.TENGE:
         if not settings.zone_kzte_wallet:
@@ -234,6 +276,19 @@ def _quote_kzte(
         recipient = merchant.solana_wallet
     else:
         raise PaymentMethodUnavailableError("this merchant has not set up KZTE payments")
+    zone_wallet_owner = (
+        session.scalar(
+            select(Merchant.id).where(Merchant.solana_wallet == settings.zone_kzte_wallet)
+        )
+        if settings.zone_kzte_wallet
+        else None
+    )
+    if zone_wallet_owner is not None:
+        # Set before the checks existed, or ZONE_KZTE_WALLET changed since: whose payment a
+        # transfer to it is could not be told, so neither side's KZTE invoices are made.
+        raise PaymentMethodUnavailableError(
+            "ZONE_KZTE_WALLET is a merchant's registered wallet; the zone needs its own"
+        )
     if not settings.kzte_mint:
         raise PaymentMethodUnavailableError(
             "KZTE is not configured in this zone (KZTE_MINT is not set)"

@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pos.db import Base, enum_column, utcnow
@@ -64,6 +64,14 @@ class Merchant(Base):
         CheckConstraint("tolerance_bp BETWEEN 0 AND 1000", name="tolerance"),
         CheckConstraint("zero_conf_limit_tiyn >= 0", name="zero_conf_limit"),
         CheckConstraint("payout_hold_hours BETWEEN 0 AND 720", name="payout_hold"),
+        # The last guard behind pos.accounts.check_solana_wallet: one wallet, one merchant.
+        Index(
+            "uq_merchants_solana_wallet",
+            "solana_wallet",
+            unique=True,
+            sqlite_where=text("solana_wallet IS NOT NULL"),
+            postgresql_where=text("solana_wallet IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -89,6 +97,9 @@ class Merchant(Base):
     bank_holder: Mapped[str | None] = mapped_column(String(120), default=None)
     bank_iban: Mapped[str | None] = mapped_column(String(34), default=None)
     bank_bic: Mapped[str | None] = mapped_column(String(11), default=None)
+    # The shop's own domains, one per line (pos.shop_domains): the checkout's "Return to the
+    # shop" link goes only to https URLs on them.
+    shop_domains: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="merchant")

@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pos import accounts, invoices
 from pos.coordination import EVENT_STREAM, Coordinator
 from pos.demo_wallets import demo_account_xpub
 from pos.errors import (
+    AllocationCollisionError,
     ConcurrentUpdateError,
     IllegalTransitionError,
     MerchantNotActiveError,
@@ -21,7 +22,7 @@ from pos.errors import (
     ValidationError,
 )
 from pos.invoice_view import amount_to_request, payment_uri, remaining_atomic
-from pos.methods import bitcoin
+from pos.methods import bitcoin, kzte
 from pos.models import (
     BtcAccountKey,
     Invoice,
@@ -377,3 +378,36 @@ def test_a_merchant_cannot_register_the_zones_account_key(runtime: Runtime) -> N
     )
     with runtime.session_factory() as session, pytest.raises(ValidationError, match="registered"):
         accounts.set_btc_account_key(session, session.get_one(Merchant, merchant.id), zone)
+
+
+def test_an_address_already_taken_is_skipped_not_a_500(runtime: Runtime, shop: Merchant) -> None:
+    first = _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    with runtime.session_factory.begin() as session:
+        # A key row whose index restarts below addresses earlier invoices hold (a key re-added).
+        session.execute(update(BtcAccountKey).values(next_index=0))
+    second = _create(runtime, _request(shop.id, PaymentMethod.BTC))
+    with runtime.session_factory() as session:
+        a, b = invoices.get_invoice(session, first), invoices.get_invoice(session, second)
+        assert (a.btc_derivation_index, b.btc_derivation_index) == (0, 1)
+        assert a.btc_address != b.btc_address
+        events = select(InvoiceEvent).where(InvoiceEvent.invoice_id == b.id)
+        assert len(session.scalars(events).all()) == 1
+
+
+def test_a_reference_taken_is_allocated_again_and_then_refused_clearly(
+    runtime: Runtime, shop: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _create(runtime, _request(shop.id))
+    with runtime.session_factory() as session:
+        taken = invoices.get_invoice(session, first).kzte_reference
+    fresh = iter([taken, taken, "Fresh1111111111111111111111111111111111111"])
+    # The reference is random (2^-256 to collide): forced here to replay a collision.
+    monkeypatch.setattr(kzte, "new_reference", lambda: next(fresh))
+    second = _create(runtime, _request(shop.id))
+    with runtime.session_factory() as session:
+        assert (invoices.get_invoice(session, second).kzte_reference or "").startswith("Fresh")
+    monkeypatch.setattr(kzte, "new_reference", lambda: taken)
+    with pytest.raises(AllocationCollisionError, match="already in use"):
+        _create(runtime, _request(shop.id))
+    with runtime.session_factory() as session:
+        assert len(session.scalars(select(Invoice)).all()) == 2  # nothing half-made

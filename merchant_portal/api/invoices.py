@@ -32,7 +32,7 @@ from merchant_portal.api.schemas import (
     MERCHANT,
 )
 from merchant_portal.context import coordinator, db, runtime, settings
-from pos import invoices
+from pos import invoices, shop_domains
 from pos.accounts import audit
 from pos.errors import NotFoundError
 from pos.integrations import ApiInvoiceExtra, IdempotencyKey, Scope, find_idempotent
@@ -104,6 +104,15 @@ def _replay(stored: IdempotencyKey, request_sha256: str) -> Response:
     return response
 
 
+def _check_redirect(merchant: Merchant | None, url: str | None) -> None:
+    """A return link leads only to the merchant's own shop domains (422 otherwise)."""
+    if url is None or merchant is None:
+        return
+    problem = shop_domains.redirect_problem(url, shop_domains.domains_of(merchant.shop_domains))
+    if problem is not None:
+        raise ApiError(422, "redirect_url_not_allowed", f"redirect_url: {problem}", "redirect_url")
+
+
 CREATE = Operation(
     "create_invoice",
     "Create an invoice",
@@ -129,6 +138,7 @@ def create_invoice() -> Response:
         stored = find_idempotent(session, merchant_id, idem_key)
         if stored is not None:
             return _replay(stored, request_sha256)
+    _check_redirect(session.get(Merchant, merchant_id), body.get("redirect_url"))
     invoice = invoices.create_invoice(
         session,
         settings(),

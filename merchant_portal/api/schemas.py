@@ -81,7 +81,8 @@ INVOICE_CREATE = Schema(
         Field(
             "redirect_url",
             "string",
-            "Where the checkout page sends the shopper after paying (http or https).",
+            "Where the checkout's “Return to the shop” link leads once paid: an https URL on "
+            "one of the merchant's shop domains (or a subdomain), else 422.",
             nullable=True,
             max_length=500,
             format="uri",
@@ -238,6 +239,7 @@ ERROR_RESPONSES: dict[int, Response] = {
     404: Response("No such object for this merchant.", ERROR),
     409: Response("Conflicts with the current state or an Idempotency-Key.", ERROR),
     413: Response("The body is larger than 1 MiB.", ERROR),
+    422: Response("Well-formed but refused, e.g. a redirect_url off the shop's domains.", ERROR),
     429: Response("Rate limited; retry after `Retry-After` seconds.", ERROR, ("Retry-After",)),
     503: Response("A dependency is briefly down; retry.", ERROR),
 }

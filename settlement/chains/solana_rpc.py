@@ -115,6 +115,14 @@ class Answer(Generic[T]):
 
 
 @dataclass(frozen=True)
+class AccountFacts:
+    """What getAccountInfo tells of an account: the program owning it, and if it is one."""
+
+    owner: str
+    executable: bool
+
+
+@dataclass(frozen=True)
 class SignatureInfo:
     """One entry of getSignaturesForAddress, newest first in a list."""
 
@@ -249,6 +257,17 @@ class SolanaRpc:
         except SettlementError as exc:
             return Answer(error=exc)
         return Answer(None if resp.value is None else str(resp.value.owner))
+
+    async def account_facts(self, address: str) -> Answer[AccountFacts | None]:
+        """The account's owner program and whether it is a program (None: no such account)."""
+        try:
+            key = Pubkey.from_string(address)
+            resp = await self._call("getAccountInfo", lambda: self.client.get_account_info(key))
+        except SettlementError as exc:
+            return Answer(error=exc)
+        if resp.value is None:
+            return Answer(None)
+        return Answer(AccountFacts(str(resp.value.owner), bool(resp.value.executable)))
 
     async def signature_statuses(self, signatures: Sequence[str]) -> Answer[dict[str, SigStatus]]:
         """Status of each signature the node knows (unknown ones are absent: "not found yet")."""

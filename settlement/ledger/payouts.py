@@ -19,15 +19,13 @@ Reversals (an invoice double-spent, or reopened by a reorg) pair with the settle
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pos import accounts, business_day, chart, money
+from pos import accounts, business_day, chart, csv_safe, money
 from pos.db import utcnow
 from pos.models import Merchant
 from settlement.ledger.balances import SIGNED_TIYN
@@ -393,14 +391,12 @@ def bank_export_csv(rows: list[PayoutRow]) -> str:
     Blocked payouts are left out (a bank must never transfer a double-spent amount), and so are
     payouts of merchants without bank details (no account to send them to).
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(BANK_EXPORT_COLUMNS)
+    lines: list[list[object]] = []
     for row in rows:
         if row.blocked or row.missing_bank_details:
             continue
         whole, frac = divmod(row.amount_tiyn, money.TIYN_PER_KZT)
-        writer.writerow(
+        lines.append(
             [
                 row.id,
                 row.merchant_id,
@@ -415,4 +411,5 @@ def bank_export_csv(rows: list[PayoutRow]) -> str:
                 row.beneficiary_bic,
             ]
         )
-    return buffer.getvalue()
+    # Names and bank details are typed by merchants: the one writer neutralises formulas.
+    return csv_safe.csv_text(BANK_EXPORT_COLUMNS, lines)

@@ -8,8 +8,6 @@ days (Asia/Almaty, UTC+5, pos.business_day): a range and each per-day row cut at
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -19,7 +17,7 @@ from sqlalchemy import BigInteger, Date, Integer, case, cast, func, literal_colu
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from pos import business_day
+from pos import business_day, csv_safe
 from pos.errors import ValidationError
 from pos.models import Invoice, Merchant
 from pos.states import InvoiceStatus, PaymentMethod
@@ -356,8 +354,4 @@ def _merchant_activity(session: Session, period: DateRange) -> list[MerchantActi
 def csv_text(table: Table) -> str:
     """One table as CSV text (header first)."""
     header, rows = table
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_safe.csv_text(header, rows)

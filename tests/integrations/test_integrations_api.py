@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from pos.integrations import ApiKey, IdempotencyKey
-from pos.models import AuditLog, Invoice, InvoiceEvent
+from pos.models import AuditLog, Invoice, InvoiceEvent, Merchant
 from pos.runtime import Runtime
 
 KZTE = {"price_tiyn": 150_000, "method": "kzte", "order_id": "A-1", "description": "Coffee"}
@@ -31,7 +31,13 @@ def _error(response: Any, status: int) -> str:
     return code
 
 
-def test_create_get_and_mark(client: FlaskClient, auth: dict[str, str], runtime: Runtime) -> None:
+def test_create_get_and_mark(
+    client: FlaskClient, auth: dict[str, str], runtime: Runtime, world: dict[str, int]
+) -> None:
+    with runtime.session_factory.begin() as session:  # where the return link may lead
+        session.execute(
+            update(Merchant).where(Merchant.id == world["shop"]).values(shop_domains="shop.example")
+        )
     created = _create(
         client,
         auth,
