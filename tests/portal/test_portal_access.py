@@ -139,6 +139,7 @@ POSTS: list[tuple[str, dict[str, int]]] = [
     ("/merchant/products", _only((OWNER,), 400)),
     ("/merchant/products/{their_product}/hide", _only((OWNER,), 404)),
     ("/merchant/integrations/keys", _only((OWNER,), 400)),
+    ("/merchant/integrations/domains", _only((OWNER,), 302)),  # empty: no domains, saved
     ("/merchant/integrations/keys/{their_key}/revoke", _only((OWNER,), 404)),
     ("/merchant/integrations/webhooks", _only((OWNER,), 400)),
     ("/merchant/integrations/webhooks/{their_hook}", _only((OWNER,), 404)),

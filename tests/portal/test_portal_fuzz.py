@@ -191,6 +191,7 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("merchant_staff.change_product", "POST"): (),
     ("integrations.index", "GET"): (),
     ("integrations.create_key", "POST"): ("name", "scopes", "rate_limit_per_minute"),
+    ("integrations.save_domains", "POST"): ("shop_domains",),
     ("integrations.revoke_key", "POST"): (),
     ("integrations.create_webhook", "POST"): ("url", "event_types"),
     ("integrations.webhook", "GET"): (),
