@@ -11,9 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import case, func, select
 
 from bench import __main__ as runner
-from bench import block_scan, btc_detection, http_create, redis_memory, sse_fanout
+from bench import block_scan, btc_detection, http_create, ledger_bench, redis_memory, sse_fanout
+from pos.db import make_engine, make_session_factory
+from pos.models import LedgerQueue, Payment
+from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +71,57 @@ def test_sse_fanout_every_client_sees_the_payment() -> None:
         assert variant["connections_opened"] == 3
         assert variant["saw_paid"] == 3
         assert variant["all_seen_s"] is not None
+
+
+def test_ledger_bench_books_every_settlement_and_the_ledger_balances(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    result = ledger_bench.run(settlements=50, entries=2_000, database_url=database_url)
+    for key in (
+        "postings_per_second",
+        "consumer_postings_per_second",
+        "ledger_entries",
+        "zone_dashboard_seconds",
+        "merchant_statement_seconds",
+    ):
+        value = result[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert value > 0, key
+    assert result["ledger_entries"] >= 2_000
+    assert result["ledger_debits_minus_credits_tiyn"] == 0
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            debits = session.scalar(
+                select(func.sum(LedgerEntry.amount_tiyn)).where(LedgerEntry.side == Side.DEBIT)
+            )
+            credits = session.scalar(
+                select(func.sum(LedgerEntry.amount_tiyn)).where(LedgerEntry.side == Side.CREDIT)
+            )
+            assert debits == credits and debits
+            signed = func.sum(
+                case(
+                    (LedgerEntry.side == Side.DEBIT, LedgerEntry.amount_tiyn),
+                    else_=-LedgerEntry.amount_tiyn,
+                )
+            )
+            unbalanced = session.scalars(
+                select(LedgerEntry.transaction_id)
+                .group_by(LedgerEntry.transaction_id)
+                .having(signed != 0)
+            ).all()
+            assert unbalanced == []
+            # Both paths booked every seeded invoice: the queue is empty, each of the 50 has
+            # its allocation and each FINAL payment its receipt.
+            assert session.scalar(select(func.count()).select_from(LedgerQueue)) == 0
+            booked = select(func.count()).where(LedgerTransaction.invoice_id.is_not(None))
+            allocations = booked.where(LedgerTransaction.fact == "allocation")
+            assert session.scalar(allocations) == 50
+            receipts = booked.where(LedgerTransaction.payment_id.is_not(None))
+            payments = session.scalar(select(func.count()).select_from(Payment))
+            assert payments and payments > 50  # some invoices were paid in two transfers
+            assert session.scalar(receipts) == payments
+    finally:
+        engine.dispose()
 
 
 def test_runner_writes_results_and_a_table(
