@@ -173,7 +173,7 @@ def payout_mark_paid(payout_id: int) -> ResponseReturnValue:
 
 
 def _reconciliation() -> reconcile.Reconciliation:
-    return reconcile.reconcile(db(), settings(), _period(), reconcile.default_verifiers(settings()))
+    return reconcile.reconcile_with_nodes(db(), settings(), _period())
 
 
 @bp.get("/reconcile")

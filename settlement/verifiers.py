@@ -8,6 +8,8 @@ not to the invoice), None (unknown: the node did not answer or cannot tell, e.g.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from solders.signature import Signature
 
@@ -83,9 +85,15 @@ class SolanaVerifier:
         return verdict.ok and verdict.amount_base_units == payment.amount_atomic
 
 
-def node_verifiers(settings: Settings) -> dict[str, BitcoinVerifier | SolanaVerifier]:
-    """Verifiers by chain name, talking to the configured nodes."""
-    return {
-        "bitcoin": BitcoinVerifier(BitcoinCoreClient(settings.bitcoin_rpc_url, timeout=5)),
-        "solana": SolanaVerifier(settings.solana_rpc_url),
-    }
+@contextmanager
+def node_verifiers(settings: Settings) -> Iterator[dict[str, BitcoinVerifier | SolanaVerifier]]:
+    """Verifiers by chain name, talking to the configured nodes; the Bitcoin client's keep-alive
+    connection is closed on exit (a report must not leave a socket to the node behind)."""
+    bitcoin = BitcoinCoreClient(settings.bitcoin_rpc_url, timeout=5)
+    try:
+        yield {
+            "bitcoin": BitcoinVerifier(bitcoin),
+            "solana": SolanaVerifier(settings.solana_rpc_url),
+        }
+    finally:
+        bitcoin.close()

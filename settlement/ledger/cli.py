@@ -244,9 +244,7 @@ def cmd_report_statement(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_report_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     with _session(settings) as session:
-        result = reconcile.reconcile(
-            session, settings, _period(args), reconcile.default_verifiers(settings)
-        )
+        result = reconcile.reconcile_with_nodes(session, settings, _period(args))
     if _csv_or(args, result.tables()):
         return 0
     d = result.as_dict()

@@ -374,8 +374,9 @@ def _check(
     )
 
 
-def default_verifiers(settings: Settings) -> dict[str, PaymentVerifier]:
-    """The node verifiers by chain name ("bitcoin", "solana"), on the configured nodes."""
+def reconcile_with_nodes(session: Session, settings: Settings, period: DateRange) -> Reconciliation:
+    """`reconcile` with the node verifiers of the configured nodes, closed afterwards."""
     from settlement.verifiers import node_verifiers  # the chain adapters, only when asked
 
-    return dict(node_verifiers(settings))
+    with node_verifiers(settings) as verifiers:
+        return reconcile(session, settings, period, dict(verifiers))
