@@ -7,8 +7,9 @@ gunicorn monkey-patches the standard library in each worker before it loads the 
 sockets, SQLAlchemy's pool locks and the live event hub's `threading` primitives all become
 cooperative; psycopg 3 sees the patched `select` when it is first imported (inside the worker,
 never before: `pos.cli` does not import it) and waits on PostgreSQL through the gevent hub.
-SQLite calls and scrypt password hashing run in C without yielding: short, and measured by the
-SSE benchmark (`/login` while 10,000 streams are open).
+SQLite calls run in C without yielding (short); scrypt password hashing runs on gevent's pool
+of real threads (pos.passwords). Both are measured by the SSE benchmark (`/login` while 10,000
+streams are open).
 """
 
 from __future__ import annotations
