@@ -6,7 +6,17 @@ on or off. Pages that show the secret or the recovery codes are never cached.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup
@@ -31,7 +41,7 @@ _ALL_ROLES = tuple(role.value for role in Role)
 
 def _no_store(page: str, status: int = 200) -> Response:
     # A TOTP secret or recovery codes must not stay in a cache or the back-button history.
-    return forbid_caching(Response(page, status=status))
+    return forbid_caching(make_response(page, status))
 
 
 def _me() -> User:

@@ -8,7 +8,7 @@ product answers 404.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
@@ -99,7 +99,7 @@ def invite() -> Response | tuple[str, int]:
     except PosError as exc:
         session.rollback()
         return _render_cashiers(field_error(exc, "email"), form), 400
-    return Response(_render_cashiers(shown_password=(user.email, password)))
+    return make_response(_render_cashiers(shown_password=(user.email, password)))
 
 
 @bp.post("/cashiers/<int:user_id>/<action>")
@@ -115,7 +115,7 @@ def change_cashier(user_id: int, action: str) -> Response:
         # Their sessions end; they must choose their own password at the next sign-in.
         password = credentials.reset_password(session, user, current_user.id, ip=client_ip())
         session.commit()
-        return Response(_render_cashiers(shown_password=(user.email, password)))
+        return make_response(_render_cashiers(shown_password=(user.email, password)))
     credentials.set_active(session, user, action == "enable", current_user.id, ip=client_ip())
     session.commit()
     flash(f"{user.email}: {'enabled' if user.active else 'disabled'}.")

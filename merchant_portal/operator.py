@@ -10,7 +10,16 @@ settlement package add their own pages; the overview links every `reports.*` pag
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
@@ -159,7 +168,7 @@ def register() -> Response | tuple[str, int]:
     except PosError as exc:
         session.rollback()
         return _registry(field_error(exc), form), 400
-    return Response(_registry(shown_password=(owner.email, password)))
+    return make_response(_registry(shown_password=(owner.email, password)))
 
 
 @bp.post("/merchants/<int:merchant_id>/settlement")

@@ -251,7 +251,12 @@ def test_conversion_amounts_beyond_bigint_are_400(as_user: AsUser) -> None:
 
 
 def _no_store(headers: dict[str, str]) -> bool:
-    return headers.get("Cache-Control") == "no-store" and headers.get("Pragma") == "no-cache"
+    # ... and still a page: a werkzeug Response(page) would be text/plain, its HTML shown raw.
+    return (
+        headers.get("Cache-Control") == "no-store"
+        and headers.get("Pragma") == "no-cache"
+        and headers.get("Content-Type", "").startswith("text/html")
+    )
 
 
 def test_pages_with_a_token_secret_or_password_are_no_store(
@@ -284,6 +289,8 @@ def test_pages_with_a_token_secret_or_password_are_no_store(
         {"name": "Shop C", "owner_email": "owner@c.test", "settlement_mode": "tenge"},
     )
     assert status == 200 and _no_store(headers)
+    enrol = owner.get("/account/2fa")  # shows the TOTP secret
+    assert enrol.status_code == 200 and _no_store(dict(enrol.headers))
     # Ordinary pages stay cacheable by the browser's rules.
     assert "no-store" not in owner.get("/merchant/").headers.get("Cache-Control", "")
 
