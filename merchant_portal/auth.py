@@ -26,6 +26,7 @@ from merchant_portal.security import (
     reserve_second_factor_attempt,
 )
 from pos import accounts, credentials
+from pos.errors import ShopSuspendedError
 from pos.models import MerchantStatus, Role, User
 
 bp = Blueprint("auth", __name__)
@@ -177,7 +178,15 @@ def login() -> Response | str | tuple[str, int] | tuple[str, int, dict[str, str]
     wait = reserve_login_attempt(ip, email)
     if wait:
         return _too_many(wait, "login.html", email=email)
-    user = accounts.authenticate(db(), email, password)
+    try:
+        user = accounts.authenticate(db(), email, password)
+    except ShopSuspendedError:
+        clear_login_attempts(ip, email)  # the password was right
+        message = gettext(
+            "This shop is suspended, so its tills are closed. Ask the shop's owner or the "
+            "zone's operators."
+        )
+        return render_template("login.html", email=email, error=message), 403
     if user is None:
         accounts.audit(db(), "auth.login_failed", ip=ip, detail={"email": email[:254]})
         db().commit()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from pos import bank_details, chart, shop_domains
 from pos.db import utcnow
-from pos.errors import NotFoundError, ValidationError
+from pos.errors import NotFoundError, ShopSuspendedError, ValidationError
 from pos.methods import bitcoin, kzte
 from pos.models import (
     ALLOWED_CONFIRMATIONS,
@@ -386,7 +386,8 @@ def create_user(
 def authenticate(
     session: Session, email: str, password: str, now: datetime | None = None
 ) -> User | None:
-    """The user if the e-mail and password match an active account, else None."""
+    """The user if the e-mail and password match an active account, else None; raises
+    ShopSuspendedError for a right password of a suspended merchant's cashier."""
     try:
         email = normalize_email(email)
     except ValidationError:
@@ -404,6 +405,8 @@ def authenticate(
         and merchant.status is MerchantStatus.SUSPENDED
         and (user.role is Role.CASHIER)
     ):
-        return None  # a suspended merchant's tills are closed; the owner may still sign in
+        # A suspended merchant's tills are closed (the owner may still sign in). Only someone
+        # who knows the password learns it, and "wrong password" would send them guessing.
+        raise ShopSuspendedError("this shop is suspended; its tills are closed")
     user.last_login_at = now or utcnow()
     return user

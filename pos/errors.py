@@ -31,6 +31,10 @@ class MerchantNotActiveError(PosError):
     """The merchant is pending approval or suspended and may not create invoices."""
 
 
+class ShopSuspendedError(MerchantNotActiveError):
+    """A suspended merchant's cashier signed in with the right password: the tills are closed."""
+
+
 class PaymentMethodUnavailableError(PosError):
     """The merchant has not configured this payment method, or the zone has it switched off."""
 

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from merchant_portal import choice
@@ -13,7 +14,8 @@ from pos import catalog
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.runtime import Runtime
 
-from portal_helpers import csrf_from
+import factories
+from portal_helpers import csrf_from, login
 
 
 @pytest.fixture
@@ -181,3 +183,25 @@ def test_shopper_chooses_still_checks_the_amount_and_the_merchant(
     assert status == 400 and "suspended" in page
     # A suspended merchant's cashier is signed out at the next request.
     assert cashier.get("/terminal/").status_code == 302
+
+
+def test_a_suspended_shops_cashier_is_told_so_at_sign_in(
+    app: Flask, runtime: Runtime, world: dict[str, int]
+) -> None:
+    with runtime.session_factory.begin() as session:
+        merchant = session.get(Merchant, world["shop"])
+        assert merchant is not None
+        merchant.status = MerchantStatus.SUSPENDED
+    client = app.test_client()
+    token = csrf_from(client, "/login")
+    form = {"email": "cashier@a.test", "csrf_token": token}
+    right = client.post("/login", data={**form, "password": factories.PASSWORD})
+    assert right.status_code == 403 and "This shop is suspended" in right.get_data(as_text=True)
+    assert client.get("/terminal/").status_code == 302  # not signed in
+    # A wrong password still says only that, so the suspension is no oracle for guessers.
+    wrong = client.post("/login", data={**form, "password": "not the password at all"})
+    assert wrong.status_code == 401 and "suspended" not in wrong.get_data(as_text=True)
+    # The owner may still sign in.
+    owner = app.test_client()
+    login(owner, "owner@a.test", factories.PASSWORD)
+    assert owner.get("/merchant/").status_code == 200
