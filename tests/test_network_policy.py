@@ -208,7 +208,7 @@ def test_the_setting_is_off_by_default_in_every_mode_and_warns_when_on(
     production = {
         "CRYPTOCITY_DATA_DIR": str(tmp_path),
         "CRYPTOCITY_MODE": "production",
-        "SECRET_KEY": "x" * 40,
+        "SECRET_KEY": "n3twork-p0licy-test-Key-9f2c7e1a4b8d6053e7a1c9b2",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "BITCOIN_RPC_URL": "http://u:p@node:8332",
     }
