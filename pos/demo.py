@@ -137,6 +137,10 @@ def run_demo(settings: Settings, with_chains: bool = True) -> int:
         print("\nstopping…", flush=True)
         return 0
     finally:
+        # A second signal (`timeout`, an impatient `docker stop`, Ctrl-C twice) must not cut
+        # the clean-up short: that left the worker and the sandbox nodes running, orphaned.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
