@@ -181,7 +181,7 @@ def test_query_mistakes(client: FlaskClient, auth: dict[str, str]) -> None:
     }
     for path, code in cases.items():
         assert _error(client.get(path, headers=auth), 400) == code, path
-    assert _error(client.get("/api/v1/invoices/..%00", headers=auth), 404) == "not_found"
+    assert _error(client.get("/api/v1/invoices/..%00", headers=auth), 400) == "bad_request"
     too_big = client.post("/api/v1/invoices", data=b"x" * (2 * 1024 * 1024), headers=auth)
     assert _error(too_big, 413) == "payload_too_large"
 
