@@ -1,14 +1,20 @@
 """Languages: English, Russian and Kazakh (Flask-Babel), picked from a cookie or Accept-Language.
 
 Catalogs live in `merchant_portal/translations/<lang>/LC_MESSAGES/messages.po`; the compiled
-`.mo` files are committed so a till needs no build step. After editing a `.po` file run
-`python -m merchant_portal.i18n compile` (and `extract` to refresh `messages.pot`).
+`.mo` files are committed so a till needs no build step. After adding or editing strings run
+`python -m merchant_portal.i18n update`: it re-extracts `messages.pot`, merges it into every
+`.po` (new strings arrive untranslated, vanished ones are dropped) and compiles the `.mo` files.
+
+The `.po` files are written sorted by message and without source locations, so two branches
+that add different strings rarely touch the same lines (and `.gitattributes` merges them as a
+union); `tests/portal/test_translations_complete.py` fails while any string lacks a translation.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, redirect, request, url_for
 from flask_babel import Babel, get_locale
@@ -16,6 +22,9 @@ from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from merchant_portal.redirects import safe_next
+
+if TYPE_CHECKING:
+    from babel.messages.catalog import Catalog
 
 LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский", "kk": "Қазақша"}
 COOKIE = "lang"
@@ -95,11 +104,10 @@ def compile_catalogs(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
     return written
 
 
-def extract_messages(directory: Path = TRANSLATIONS_DIR) -> Path:
-    """Collect translatable strings from the Python and Jinja sources into `messages.pot`."""
+def extracted_catalog() -> Catalog:
+    """Every translatable string in the Python and Jinja sources of the portal."""
     from babel.messages.catalog import Catalog
     from babel.messages.extract import extract_from_dir
-    from babel.messages.pofile import write_po
 
     catalog = Catalog(project="CryptoCity Pay")
     method_map = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
@@ -110,10 +118,38 @@ def extract_messages(directory: Path = TRANSLATIONS_DIR) -> Path:
         str(root), method_map, options, keywords=keywords
     ):
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    return catalog
+
+
+def extract_messages(directory: Path = TRANSLATIONS_DIR) -> Path:
+    """Write the extracted strings to `messages.pot` (sorted, without locations)."""
+    from babel.messages.pofile import write_po
+
     pot = directory / "messages.pot"
     with pot.open("wb") as out:
-        write_po(out, catalog, width=100)
+        write_po(out, extracted_catalog(), width=100, sort_output=True, no_location=True)
     return pot
+
+
+def update_catalogs(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Extract, merge the template into every language's `.po`, and compile; return the `.po`s."""
+    from babel.messages.pofile import read_po, write_po
+
+    template = extracted_catalog()
+    extract_messages(directory)
+    updated: list[Path] = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=po_path.parent.parent.name)
+        # No fuzzy guesses: a new string must be translated by a person, not matched to a
+        # similar old one (a wrong amount or status label is worse than an English one).
+        catalog.update(template, no_fuzzy_matching=True)
+        catalog.obsolete.clear()
+        with po_path.open("wb") as out:
+            write_po(out, catalog, width=100, sort_output=True, no_location=True)
+        updated.append(po_path)
+    compile_catalogs(directory)
+    return updated
 
 
 def main(argv: list[str]) -> int:
@@ -124,7 +160,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["extract"]:
         print(extract_messages())
         return 0
-    print("usage: python -m merchant_portal.i18n compile|extract", file=sys.stderr)
+    if argv[:1] == ["update"]:
+        for path in update_catalogs():
+            print(path)
+        return 0
+    print("usage: python -m merchant_portal.i18n update|compile|extract", file=sys.stderr)
     return 2
 
 
