@@ -202,6 +202,8 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("merchant_invoices.export", "GET"): _LIST_FILTER,
     ("merchant_invoices.detail", "GET"): (),
     ("operator.index", "GET"): (),
+    ("operator.audit", "GET"): ("actor", "action", "merchant", "from", "to", "page"),
+    ("operator.audit_csv", "GET"): ("actor", "action", "merchant", "from", "to"),
     ("operator.merchants", "GET"): (),
     ("operator.register", "POST"): ("name", "owner_email", "owner_name", "settlement_mode"),
     ("operator.change_status", "POST"): ("reason",),
