@@ -57,7 +57,7 @@ def test_sentences_are_translated(operator: FlaskClient, world: dict[str, int]) 
     _suspend(operator, world["other"], "долги")
     operator.set_cookie("lang", "ru")
     page = operator.get("/operator/audit").get_data(as_text=True)
-    assert "ops@zone.test приостановил(а) магазин Shop B: долги" in page
+    assert "ops@zone.test приостановил(а) магазин Shop B: долги" in page  # noqa: RUF001 - Russian
 
 
 def test_filters_by_actor_action_merchant_and_almaty_days(
