@@ -118,6 +118,10 @@ TEMPLATES: dict[str, Any] = {
         "%(actor)s recorded a conversion of %(amount_atomic)s %(method)s base units for "
         "%(proceeds_kzt)s ₸"
     ),
+    "kzte.finality_timeout": _l(
+        "A KZTE payment %(signature)s to invoice %(invoice_id)s of %(merchant)s was confirmed "
+        "for %(confirmed_for_seconds)s s and never finalized"
+    ),
     "rates.alarm_raised": _l("Rate alarm %(alarm)s raised: %(message)s"),
     "rates.alarm_cleared": _l("Rate alarm %(alarm)s cleared"),
 }
@@ -143,7 +147,7 @@ def _text(value: Any) -> str:
 
 def user_label(user: User | None) -> str:
     if user is None:
-        return gettext("The system")
+        return str(gettext("The system"))
     return user.display_name or user.email
 
 
@@ -230,7 +234,7 @@ def parse_filter(args: Mapping[str, str]) -> tuple[AuditFilter, dict[str, str]]:
     return AuditFilter(actor, action, merchant, first, last), errors
 
 
-def filtered(flt: AuditFilter) -> Select[tuple[AuditLog]]:
+def filtered(flt: AuditFilter) -> Select[AuditLog]:
     query = select(AuditLog)
     if flt.actor is not None:
         query = query.where(AuditLog.actor_user_id == flt.actor)

@@ -198,6 +198,7 @@ def test_every_recorded_action_has_a_sentence() -> None:
         "refund.sent",
         "refund.cancelled",
         "conversion.recorded",
+        "kzte.finality_timeout",
         "rates.alarm_raised",
         "rates.alarm_cleared",
     }
