@@ -284,8 +284,12 @@ def invoice_events(
                 return
             if count != seen:
                 seen = count
+                sent = payload
                 payload = hub.latest(invoice_id) or live_payload(factory, coordinator, invoice_id)
-                yield _message(payload, event_id=str(payload["version"]))
+                # One change is often several stream entries (the payment, then the status),
+                # read in one batch or in two: the page hears each state once.
+                if payload != sent:
+                    yield _message(payload, event_id=str(payload["version"]))
             else:
                 yield ": heartbeat\n\n"
         yield _message({"reason": "reconnect"}, "bye")

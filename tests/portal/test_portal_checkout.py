@@ -140,6 +140,26 @@ def test_sse_pushes_each_change_from_the_redis_stream(
         next(stream)
 
 
+def test_sse_sends_a_state_once_when_its_events_arrive_one_by_one(
+    app: Flask, runtime: Runtime, invoice_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A payment is several stream entries; a reader that takes them in separate batches (a
+    busy machine) must not repeat the state: the CI flake of the test above."""
+    original = Coordinator.read_events
+
+    def one_at_a_time(self: Coordinator, last_id: str, block_ms: int, count: int) -> object:
+        return original(self, last_id, block_ms, count=1)
+
+    monkeypatch.setattr(Coordinator, "read_events", one_at_a_time)
+    app.config["SSE_LIFETIME_SECONDS"] = 5
+    stream = _sse(app, invoice_id)
+    assert next(stream)["status"] == "new"
+    _pay(runtime, invoice_id, 2_500_000_000, "sig-one-by-one")
+    assert next(stream)["status"] == "processing"
+    # Nothing more changes: the stream ends with its goodbye, not a second "processing".
+    assert [event["event"] for event in stream] == ["bye"]
+
+
 def test_sse_lifetime_is_bounded(app: Flask, invoice_id: str) -> None:
     app.config["SSE_LIFETIME_SECONDS"] = 0
     events = [e["event"] for e in _sse(app, invoice_id)]
