@@ -35,6 +35,15 @@ CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
+class ImageRejectedError(ValidationError):
+    """The upload is empty, too big, too many pixels, or no JPEG/PNG/WebP; `reason` says which
+    (the portal words it in the user's language)."""
+
+    def __init__(self, reason: str, message: str, field: str) -> None:
+        super().__init__(message, field=field)
+        self.reason = reason
+
+
 class MediaBlob(Base):
     """One stored image; its name is the SHA-256 of its bytes, so it never changes."""
 
@@ -68,9 +77,9 @@ def make_thumbnail(raw: bytes, size: int = THUMBNAIL_PX, field: str = "image") -
     (the only metadata worth keeping), the centre is cropped square and resized.
     """
     if not raw:
-        raise ValidationError("choose an image file", field=field)
+        raise ImageRejectedError("empty", "choose an image file", field)
     if len(raw) > MAX_UPLOAD_BYTES:
-        raise ValidationError("the image is larger than 5 MB", field=field)
+        raise ImageRejectedError("too_large", "the image is larger than 5 MB", field)
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb warning is an error here; our limit is lower anyway.
@@ -78,14 +87,14 @@ def make_thumbnail(raw: bytes, size: int = THUMBNAIL_PX, field: str = "image") -
             with Image.open(io.BytesIO(raw), formats=sorted(ACCEPTED_FORMATS)) as probe:
                 width, height = probe.size
                 if width * height > MAX_PIXELS:
-                    raise ValidationError(
-                        "the image has more than 40 megapixels; send a smaller one", field=field
+                    raise ImageRejectedError(
+                        "too_many_pixels", "the image has more than 40 megapixels", field
                     )
                 probe.seek(0)  # the first frame of an animation
                 probe.load()
                 upright = ImageOps.exif_transpose(probe)
                 rgba = upright.convert("RGBA")
-    except ValidationError:
+    except ImageRejectedError:
         raise
     except (
         UnidentifiedImageError,
@@ -96,8 +105,8 @@ def make_thumbnail(raw: bytes, size: int = THUMBNAIL_PX, field: str = "image") -
         SyntaxError,  # Pillow raises it for some broken PNG chunks
         EOFError,
     ):
-        raise ValidationError(
-            "this is not a JPEG, PNG or WebP image (or the file is damaged)", field=field
+        raise ImageRejectedError(
+            "not_an_image", "this is not a JPEG, PNG or WebP image (or it is damaged)", field
         ) from None
     square = ImageOps.fit(rgba, (size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
