@@ -39,12 +39,13 @@ def accent_error(text: str, exc: ValidationError) -> str:
     colour = "#" + text.strip().lstrip("#").lower()
     if exc.field != "accent_colour" or len(colour) != 7 or "too light" not in str(exc):
         return gettext("Write the colour as #rrggbb, for example #0b6e4f.")
+    ratio = f"{branding.contrast_with_white(colour):.1f}"
     return gettext(
         "%(colour)s is too light: white text on it has a contrast of %(ratio)s:1, and at "
         "least 4.5:1 is needed to read it. The nearest darker shade that is readable is "
         "%(suggestion)s.",
         colour=colour,
-        ratio=f"{branding.contrast_with_white(colour):.1f}",
+        ratio=ratio,
         suggestion=branding.darker_passing(colour),
     )
 

@@ -96,10 +96,13 @@ def make_thumbnail(raw: bytes, size: int = THUMBNAIL_PX, field: str = "image") -
                 rgba = upright.convert("RGBA")
     except ImageRejectedError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own guard, in `open`, for headers claiming far more than our limit.
+        raise ImageRejectedError(
+            "too_many_pixels", "the image has more than 40 megapixels", field
+        ) from None
     except (
         UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
         OSError,
         ValueError,
         SyntaxError,  # Pillow raises it for some broken PNG chunks
