@@ -32,22 +32,26 @@ def image_error(exc: ValidationError) -> str:
         "too_many_pixels": gettext("The image has more than 40 megapixels; send a smaller one."),
         "not_an_image": gettext("This is not a JPEG, PNG or WebP image, or the file is damaged."),
     }
-    return messages.get(reason, str(exc))
+    return str(messages.get(reason, str(exc)))
 
 
-def accent_error(text: str, exc: ValidationError) -> str:
-    colour = "#" + text.strip().lstrip("#").lower()
-    if exc.field != "accent_colour" or len(colour) != 7 or "too light" not in str(exc):
-        return gettext("Write the colour as #rrggbb, for example #0b6e4f.")
-    ratio = f"{branding.contrast_with_white(colour):.1f}"
-    return gettext(
-        "%(colour)s is too light: white text on it has a contrast of %(ratio)s:1, and at "
-        "least 4.5:1 is needed to read it. The nearest darker shade that is readable is "
-        "%(suggestion)s.",
-        colour=colour,
-        ratio=ratio,
-        suggestion=branding.darker_passing(colour),
-    )
+def look_error(exc: ValidationError) -> str:
+    """A refused colour or language in the user's language."""
+    if isinstance(exc, branding.AccentTooLightError):
+        ratio = f"{exc.ratio:.1f}"
+        return str(
+            gettext(
+                "%(colour)s is too light: white text on it has a contrast of %(ratio)s:1, and "
+                "at least 4.5:1 is needed to read it. The nearest darker shade that is "
+                "readable is %(suggestion)s.",
+                colour=exc.colour,
+                ratio=ratio,
+                suggestion=exc.suggestion,
+            )
+        )
+    if exc.field == "accent_colour":
+        return str(gettext("Write the colour as #rrggbb, for example #0b6e4f."))
+    return str(gettext("Choose English, Russian or Kazakh."))
 
 
 def uploaded_bytes(name: str) -> bytes:
@@ -101,11 +105,7 @@ def save() -> Response | tuple[str, int]:
         session.commit()
     except ValidationError as exc:
         session.rollback()
-        if exc.field == "accent_colour":
-            message = accent_error(form["accent_colour"], exc)
-        else:
-            message = gettext("Choose English, Russian or Kazakh.")
-        return _render({exc.field or "form": message}, form), 400
+        return _render({exc.field or "form": look_error(exc)}, form), 400
     return redirect(url_for("branding.index"))
 
 

@@ -24,6 +24,18 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
+class AccentTooLightError(ValidationError):
+    """White text on the colour would be below MIN_CONTRAST; `suggestion` is readable."""
+
+    def __init__(self, colour: str, ratio: float, suggestion: str) -> None:
+        super().__init__(
+            f"{colour} is too light: white text on it has a contrast of {ratio:.1f}:1 and "
+            f"needs {MIN_CONTRAST}:1. The nearest darker shade that is readable is {suggestion}",
+            field="accent_colour",
+        )
+        self.colour, self.ratio, self.suggestion = colour, ratio, suggestion
+
+
 class MerchantBranding(Base):
     """One row per merchant that changed anything; no row: the zone's look, browser language."""
 
@@ -34,9 +46,7 @@ class MerchantBranding(Base):
     )
 
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
-    logo_sha256: Mapped[str | None] = mapped_column(
-        ForeignKey("media_blobs.sha256"), default=None
-    )
+    logo_sha256: Mapped[str | None] = mapped_column(ForeignKey("media_blobs.sha256"), default=None)
     accent_colour: Mapped[str | None] = mapped_column(String(7), default=None)  # '#rrggbb'
     store_language: Mapped[str | None] = mapped_column(String(2), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -90,12 +100,7 @@ def parse_accent_colour(text: str) -> str | None:
     colour = "#" + match.group(1).lower()
     ratio = contrast_with_white(colour)
     if ratio < MIN_CONTRAST:
-        raise ValidationError(
-            f"{colour} is too light: white text on it has a contrast of {ratio:.1f}:1 and "
-            f"needs {MIN_CONTRAST}:1. The nearest darker shade that is readable is "
-            f"{darker_passing(colour)}",
-            field="accent_colour",
-        )
+        raise AccentTooLightError(colour, ratio, darker_passing(colour))
     return colour
 
 

@@ -32,9 +32,7 @@ class CatalogItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The terminal's grid groups products by it; None: "Other", shown last.
     category: Mapped[str | None] = mapped_column(String(MAX_CATEGORY_CHARS), default=None)
-    image_sha256: Mapped[str | None] = mapped_column(
-        ForeignKey("media_blobs.sha256"), default=None
-    )
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("media_blobs.sha256"), default=None)
 
 
 @dataclass(frozen=True)
@@ -131,8 +129,7 @@ def group_by_category(
 
     ordered = sorted(items, key=lambda item: (*key(item), item.name.casefold(), item.id))
     groups = [
-        (group[0].category, group)
-        for group in (list(g) for _k, g in groupby(ordered, key=key))
+        (group[0].category, group) for group in (list(g) for _k, g in groupby(ordered, key=key))
     ]
     if only:
         groups = [(name, group) for name, group in groups if name == only]

@@ -48,7 +48,7 @@ PRODUCTS: dict[str, tuple[DemoProduct, ...]] = {
         DemoProduct("The Path of Abai", 890_000, "Classics"),
         DemoProduct("Mukhtar Auezov: stories", 520_000, "Classics"),
         DemoProduct("Kazakh in 30 days", 640_000, "Languages"),
-        DemoProduct("Russian–Kazakh dictionary", 780_000, "Languages"),
+        DemoProduct("Russian-Kazakh dictionary", 780_000, "Languages"),
         DemoProduct("Almaty city map", 250_000, "Maps and guides"),
         DemoProduct("Tian Shan hiking guide", 980_000, "Maps and guides"),
         DemoProduct("Notebook, A5", 150_000, "Stationery"),

@@ -47,4 +47,6 @@ def multipart(fields: dict[str, str], files: dict[str, bytes]) -> tuple[bytes, s
         + b"\r\n"
         for name, data in files.items()
     ]
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    return b"".join(
+        parts
+    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

@@ -33,7 +33,9 @@ def _huge_png_header(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_a_thumbnail_is_a_square_webp_without_metadata() -> None:
@@ -129,7 +131,12 @@ def test_groups_are_alphabetical_with_uncategorised_last(
 ) -> None:
     with session_factory.begin() as session:
         shop = factories.merchant(session, settings, "Shop A", "a")
-        for name, category in [("Bun", "Food"), ("Tea", "drinks"), ("Gift card", ""), ("Ale", "Food")]:
+        for name, category in [
+            ("Bun", "Food"),
+            ("Tea", "drinks"),
+            ("Gift card", ""),
+            ("Ale", "Food"),
+        ]:
             catalog.add_item(session, shop.id, name, 100_000, category)
         items = catalog.list_items(session, shop.id)
         groups = catalog.group_by_category(items)

@@ -76,7 +76,9 @@ def route_ids(
             ids[f"{who}_product"] = str(item.id)
             colour = (200, 40, 40) if who == "my" else (40, 40, 200)
             ids[f"{who}_image"] = catalog.set_image(session, item, png_bytes(colour)).sha256
-            ids[f"{who}_logo"] = branding.set_logo(session, merchant_id, png_bytes(colour[::-1])).sha256
+            ids[f"{who}_logo"] = branding.set_logo(
+                session, merchant_id, png_bytes(colour[::-1])
+            ).sha256
             key, _token = integrations.create_api_key(
                 session, merchant_id, f"{who} key", ["invoices:read"]
             )

@@ -19,7 +19,7 @@ from image_support import jpeg_with_exif, multipart, png_bytes
 from portal_helpers import csrf_from
 
 Client = Callable[[str | None], FlaskClient]
-MEDIA_URL = re.compile(r'/media/([0-9a-f]{64})\.webp')
+MEDIA_URL = re.compile(r"/media/([0-9a-f]{64})\.webp")
 
 
 def _add_product(
@@ -130,7 +130,9 @@ def test_a_too_light_accent_is_refused_with_a_readable_suggestion(
 ) -> None:
     owner = as_user("owner")
     token = csrf_from(owner, "/merchant/branding")
-    response = owner.post("/merchant/branding", data={"csrf_token": token, "accent_colour": "#FFD700"})
+    response = owner.post(
+        "/merchant/branding", data={"csrf_token": token, "accent_colour": "#FFD700"}
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "#ffd700 is too light" in page and branding.darker_passing("#ffd700") in page
