@@ -122,6 +122,8 @@ def _print(message: str) -> None:
 def _seed_history_with_progress(settings: Settings) -> None:
     started = time.monotonic()
     print("demo history: 30 days of sales (first start only)", flush=True)
+    if settings.kzte_mint is None:
+        print("  no KZTE mint (started without the chains): BTC sales only", flush=True)
     made = seed_demo_history(settings, progress=_print)
     for slug, counts in made.items():
         if counts.invoices:
