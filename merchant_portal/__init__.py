@@ -42,6 +42,7 @@ def create_app(
         account,
         api,
         auth,
+        branding,
         checkout,
         choice,
         errors,
@@ -50,6 +51,7 @@ def create_app(
         i18n,
         integrations,
         local_time,
+        media,
         merchant,
         merchant_invoices,
         merchant_staff,
@@ -64,6 +66,7 @@ def create_app(
     )
     from merchant_portal.extensions import csrf, login_manager
 
+    media.init_app(app)  # before CSRF: upload routes need a larger body limit than 1 MB
     csrf.init_app(app)
     login_manager.init_app(app)
     security.init_app(app)
@@ -79,6 +82,8 @@ def create_app(
         choice.bp,
         merchant.bp,
         merchant_staff.bp,
+        branding.bp,
+        media.bp,
         merchant_invoices.bp,
         operator.bp,
         operator_rates.bp,

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_babel import gettext as _
 
 from merchant_portal import live_limits
+from merchant_portal.branding import use_store_language
 from merchant_portal.context import client_ip, coordinator, db, runtime, settings
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money, shop_domains
@@ -65,7 +66,8 @@ def return_url(invoice: Invoice) -> str | None:
 @bp.get("/<invoice_id>")
 def show(invoice_id: str) -> str:
     invoice = invoices.get_invoice(db(), invoice_id)
-    return render_template("checkout.html", **checkout_context(invoice))
+    brand = use_store_language(invoice.merchant_id)
+    return render_template("checkout.html", brand=brand, **checkout_context(invoice))
 
 
 @bp.get("/<invoice_id>/qr.svg")
@@ -130,6 +132,7 @@ def events(invoice_id: str) -> Response:
 def receipt(invoice_id: str) -> str:
     """A printable receipt (58 or 80 mm thermal paper) with the transaction ids."""
     invoice = invoices.get_invoice(db(), invoice_id)
+    brand = use_store_language(invoice.merchant_id)
     width = request.args.get("width", "80")
     context = checkout_context(invoice)
     decimals = crypto_decimals(invoice, settings())
@@ -149,5 +152,6 @@ def receipt(invoice_id: str) -> str:
         payments=payments,
         width=width if width in RECEIPT_WIDTHS else "80",
         widths=RECEIPT_WIDTHS,
+        brand=brand,
         **context,
     )

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask, redirect, request, url_for
+from flask import Blueprint, Flask, g, redirect, request, url_for
 from flask_babel import Babel, get_locale
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
@@ -44,10 +44,14 @@ bp = Blueprint("i18n", __name__)
 
 
 def select_locale() -> str:
-    """The language cookie (set by the switch) wins; else the browser's Accept-Language."""
+    """The language cookie (set by the switch) wins; then the store's language on a shopper's
+    page (`branding.use_store_language`); else the browser's Accept-Language."""
     chosen = request.cookies.get(COOKIE, "")
     if chosen in LANGUAGES:
         return chosen
+    store: str = g.get("store_language", "")
+    if store in LANGUAGES:
+        return store
     return request.accept_languages.best_match(list(LANGUAGES), default="en") or "en"
 
 

@@ -8,12 +8,22 @@ product answers 404.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from merchant_portal.branding import image_error, uploaded_bytes
 from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db
 from merchant_portal.forms import field_error, form_values, parse_tenge
@@ -126,15 +136,26 @@ def change_cashier(user_id: int, action: str) -> Response:
 
 
 def _render_products(
-    errors: dict[str, str] | None = None, form: dict[str, str] | None = None
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    error_item_id: int | None = None,
 ) -> str:
+    items = catalog.list_items(db(), current_user.merchant_id, active_only=False)
     return render_template(
         "merchant_products.html",
-        items=catalog.list_items(db(), current_user.merchant_id, active_only=False),
+        items=items,
+        categories=catalog.categories(items),
         errors=errors or {},
+        error_item_id=error_item_id,
         form=form or {},
         format_kzt=money.format_kzt,
     )
+
+
+def _product_error(exc: PosError, default_field: str) -> dict[str, str]:
+    if isinstance(exc, ValidationError) and exc.field == "image":
+        return {"image": image_error(exc)}
+    return field_error(exc, default_field)
 
 
 @bp.get("/products")
@@ -146,15 +167,43 @@ def products() -> str:
 @bp.post("/products")
 @require_role("owner")
 def add_product() -> Response | tuple[str, int]:
-    form = form_values(("name", "price"))
+    form = form_values(("name", "price", "category"))
     session = db()
     try:
         price_tiyn = parse_tenge(form["price"], "price", MAX_PRODUCT_PRICE_TIYN)
-        catalog.add_item(session, current_user.merchant_id, form["name"], price_tiyn)
+        item = catalog.add_item(
+            session, current_user.merchant_id, form["name"], price_tiyn, form["category"]
+        )
+        picture = uploaded_bytes("image")
+        if picture:  # a picture is optional when adding
+            catalog.set_image(session, item, picture)
         session.commit()
     except PosError as exc:
         session.rollback()
-        return _render_products(field_error(exc, "name"), form), 400
+        return _render_products(_product_error(exc, "name"), form), 400
+    return redirect(url_for("merchant_staff.products"))
+
+
+@bp.post("/products/<int:item_id>/edit")
+@require_role("owner")
+def edit_product(item_id: int) -> Response | tuple[str, int]:
+    """Change the category and, if a file is chosen, the picture."""
+    session = db()
+    try:
+        item = catalog.get_item(session, current_user.merchant_id, item_id)
+    except PosError:
+        abort(404)
+    try:
+        catalog.set_category(session, item, request.form.get("category", ""))
+        picture = uploaded_bytes("image")
+        if picture:
+            catalog.set_image(session, item, picture)
+        elif request.form.get("remove_image"):
+            item.image_sha256 = None
+        session.commit()
+    except PosError as exc:
+        session.rollback()
+        return _render_products(_product_error(exc, "category"), error_item_id=item_id), 400
     return redirect(url_for("merchant_staff.products"))
 
 

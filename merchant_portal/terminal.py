@@ -108,12 +108,16 @@ def _page(
         .all()
     )
     created, paid_count, paid_tiyn = today_totals(merchant.id)
+    items = catalog.list_items(db(), merchant.id)
     return render_template(
         template,
         merchant=merchant,
         recent=recent,
         methods=available_methods(merchant),
-        items=catalog.list_items(db(), merchant.id),
+        items=items,
+        categories=catalog.categories(items),
+        # The cart's grid: by category, or one category (`?category=`, works without scripts).
+        groups=catalog.group_by_category(items, request.args.get("category")),
         tips=TIP_PRESETS_PERCENT,
         today_created=created,
         today_paid=paid_count,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pos import media
 from pos.db import Base, utcnow
 from pos.errors import NotFoundError, ValidationError
 
 MAX_QUANTITY = 999
 MAX_ITEMS_PER_MERCHANT = 200
+MAX_CATEGORY_CHARS = 40
 
 
 class CatalogItem(Base):
@@ -27,6 +30,9 @@ class CatalogItem(Base):
     price_tiyn: Mapped[int]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The terminal's grid groups products by it; None: "Other", shown last.
+    category: Mapped[str | None] = mapped_column(String(MAX_CATEGORY_CHARS), default=None)
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("media_blobs.sha256"), default=None)
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,19 @@ def list_items(session: Session, merchant_id: int, active_only: bool = True) -> 
     return list(session.scalars(query.order_by(CatalogItem.name, CatalogItem.id)))
 
 
-def add_item(session: Session, merchant_id: int, name: str, price_tiyn: int) -> CatalogItem:
+def clean_category(text: str) -> str | None:
+    """A category as typed, with spaces tidied; None for none. At most 40 characters."""
+    category = " ".join(text.split())
+    if len(category) > MAX_CATEGORY_CHARS:
+        raise ValidationError(
+            f"a category name has at most {MAX_CATEGORY_CHARS} characters", field="category"
+        )
+    return category or None
+
+
+def add_item(
+    session: Session, merchant_id: int, name: str, price_tiyn: int, category: str = ""
+) -> CatalogItem:
     """Add a product; names need 1 to 80 characters and prices must be positive."""
     name = name.strip()
     if not 1 <= len(name) <= 80:
@@ -60,7 +78,13 @@ def add_item(session: Session, merchant_id: int, name: str, price_tiyn: int) -> 
         raise ValidationError(
             f"a catalog holds at most {MAX_ITEMS_PER_MERCHANT} products", field="name"
         )
-    item = CatalogItem(merchant_id=merchant_id, name=name, price_tiyn=price_tiyn, active=True)
+    item = CatalogItem(
+        merchant_id=merchant_id,
+        name=name,
+        price_tiyn=price_tiyn,
+        active=True,
+        category=clean_category(category),
+    )
     session.add(item)
     session.flush()
     return item
@@ -72,6 +96,44 @@ def get_item(session: Session, merchant_id: int, item_id: int) -> CatalogItem:
     if item is None or item.merchant_id != merchant_id:
         raise NotFoundError("no such product")
     return item
+
+
+def set_category(session: Session, item: CatalogItem, text: str) -> None:
+    item.category = clean_category(text)
+    session.flush()
+
+
+def set_image(session: Session, item: CatalogItem, raw: bytes) -> media.MediaBlob:
+    """Check, clean and store the upload as the product's picture (`ValidationError` else)."""
+    blob = media.store_upload(session, raw)
+    item.image_sha256 = blob.sha256
+    session.flush()
+    return blob
+
+
+def categories(items: list[CatalogItem]) -> list[str]:
+    """The categories in use, alphabetically (products without one are not a category)."""
+    return sorted({item.category for item in items if item.category}, key=str.casefold)
+
+
+def group_by_category(
+    items: list[CatalogItem], only: str | None = None
+) -> list[tuple[str | None, list[CatalogItem]]]:
+    """[(category, its items by name)], alphabetically, uncategorised ones last (as None).
+
+    `only` keeps one category (an unknown one keeps nothing: the page says so).
+    """
+
+    def key(item: CatalogItem) -> tuple[bool, str]:
+        return (item.category is None, (item.category or "").casefold())
+
+    ordered = sorted(items, key=lambda item: (*key(item), item.name.casefold(), item.id))
+    groups = [
+        (group[0].category, group) for group in (list(g) for _k, g in groupby(ordered, key=key))
+    ]
+    if only:
+        groups = [(name, group) for name, group in groups if name == only]
+    return groups
 
 
 def build_cart(session: Session, merchant_id: int, quantities: dict[int, int]) -> list[CartLine]:

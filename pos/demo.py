@@ -19,6 +19,8 @@ from sqlalchemy import select
 
 from pos import accounts
 from pos.db import make_engine, make_session_factory
+from pos.demo_history import HistoryCounts, Progress, seed_history
+from pos.demo_products import seed_products
 from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.errors import ConfigError
 from pos.migrate import upgrade
@@ -44,7 +46,8 @@ DEMO_MERCHANTS = (
 
 
 def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
-    """Create the demo operator, merchants, owners and cashiers once; return the logins."""
+    """Create the demo operator, merchants, owners, cashiers and products once; return the
+    logins."""
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     logins: list[tuple[str, str, str]] = [("operator", "operator@cryptocity.demo", DEMO_PASSWORD)]
@@ -76,8 +79,63 @@ def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
                         merchant.id,
                         display_name=f"{demo.name} {role.value}",
                     )
+            seed_products(session, merchant.id, demo.slug)
     engine.dispose()
     return logins
+
+
+def seed_demo_history(
+    settings: Settings, progress: Progress | None = None
+) -> dict[str, HistoryCounts]:
+    """Thirty days of sales per demo shop, once (see pos.demo_history); counts per shop."""
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    made: dict[str, HistoryCounts] = {}
+    try:
+        for demo in DEMO_MERCHANTS:
+            with factory.begin() as session:  # one shop per transaction: progress is kept
+                merchant = session.scalar(select(Merchant).where(Merchant.name == demo.name))
+                if merchant is None:
+                    continue
+                people = {
+                    user.email: user.id
+                    for user in session.scalars(select(User).where(User.merchant_id == merchant.id))
+                }
+                made[demo.slug] = seed_history(
+                    session,
+                    settings,
+                    merchant,
+                    demo.slug,
+                    cashier_id=people.get(f"cashier@{demo.slug}.demo"),
+                    owner_id=people.get(f"owner@{demo.slug}.demo"),
+                    progress=progress,
+                )
+    finally:
+        engine.dispose()
+    return made
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def _seed_history_with_progress(settings: Settings) -> None:
+    started = time.monotonic()
+    print("demo history: 30 days of sales (first start only)", flush=True)
+    if settings.kzte_mint is None:
+        print("  no KZTE mint (started without the chains): BTC sales only", flush=True)
+    made = seed_demo_history(settings, progress=_print)
+    for slug, counts in made.items():
+        if counts.invoices:
+            print(
+                f"  {slug}: {counts.invoices} invoices ({counts.settled} paid, {counts.overpaid} "
+                f"overpaid, {counts.partial} partly paid, {counts.expired} expired; "
+                f"{counts.refunds} refunds)",
+                flush=True,
+            )
+        else:
+            print(f"  {slug}: history already there", flush=True)
+    print(f"demo history: done in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -116,6 +174,8 @@ def run_demo(settings: Settings, with_chains: bool = True) -> int:
             from sandbox.demo_chains import start_demo_chains
 
             children += start_demo_chains(settings, env)
+        # After the chains: the Solana sandbox has written the KZTE mint the settings read.
+        _seed_history_with_progress(Settings.from_env(env) if with_chains else settings)
         # Own sessions: Ctrl-C reaches only this supervisor, which stops each child once.
         children.append(subprocess.Popen([*command, "worker"], env=env, start_new_session=True))
         web = subprocess.Popen(

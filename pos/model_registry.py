@@ -6,10 +6,12 @@ Alembic's env.py and the test harness import this; add a line when a package add
 from __future__ import annotations
 
 from pos import (
+    branding,  # noqa: F401
     catalog,  # noqa: F401
     chart,  # noqa: F401
     integrations,  # noqa: F401
     invoice_lines,  # noqa: F401
+    media,  # noqa: F401
     models,  # noqa: F401
 )
 from settlement import chain_state  # noqa: F401

@@ -15,7 +15,7 @@ from datetime import date
 from flask import Flask
 from sqlalchemy import select
 
-from pos import catalog, integrations
+from pos import branding, catalog, integrations
 from pos.db import utcnow
 from pos.integrations import WebhookDelivery
 from pos.models import InvoiceEvent, Role
@@ -23,6 +23,7 @@ from pos.runtime import Runtime
 from settlement.ledger.models import FeeInvoice, Payout, Refund
 
 import factories
+from image_support import png_bytes
 
 # Routes neither test needs to enter, with the reason.
 EXEMPT: dict[str, str] = {
@@ -71,8 +72,13 @@ def route_ids(
             factories.user(session, "spare@a.test", Role.CASHIER, world["shop"]).id
         )
         for who, merchant_id in (("my", world["shop"]), ("their", world["other"])):
-            item = catalog.add_item(session, merchant_id, f"{who} coffee", 90_000)
+            item = catalog.add_item(session, merchant_id, f"{who} coffee", 90_000, "Drinks")
             ids[f"{who}_product"] = str(item.id)
+            colour = (200, 40, 40) if who == "my" else (40, 40, 200)
+            ids[f"{who}_image"] = catalog.set_image(session, item, png_bytes(colour)).sha256
+            ids[f"{who}_logo"] = branding.set_logo(
+                session, merchant_id, png_bytes(colour[::-1])
+            ).sha256
             key, _token = integrations.create_api_key(
                 session, merchant_id, f"{who} key", ["invoices:read"]
             )

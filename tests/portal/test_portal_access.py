@@ -50,6 +50,7 @@ PAGES: list[tuple[str, dict[str, int]]] = [
     ("/account/2fa", _only((OWNER, OPERATOR))),
     ("/login/2fa", _all(302)),  # no sign-in pending: back to the sign-in page
     ("/terminal/cart", TILL),
+    ("/terminal/cart?category=Drinks", TILL),
     ("/terminal/invoices/{mine}", TILL),
     ("/terminal/invoices/{theirs}", _only((CASHIER, OWNER), 404)),
     ("/terminal/choice?t={my_choice}", TILL),
@@ -71,6 +72,7 @@ PAGES: list[tuple[str, dict[str, int]]] = [
     ("/merchant/setup/nope", _only((OWNER,), 404)),
     ("/merchant/cashiers", OWNER_ONLY),
     ("/merchant/products", OWNER_ONLY),
+    ("/merchant/branding", OWNER_ONLY),
     ("/merchant/integrations/", OWNER_ONLY),
     ("/merchant/integrations/webhooks/{my_hook}", OWNER_ONLY),
     ("/merchant/integrations/webhooks/{their_hook}", _only((OWNER,), 404)),
@@ -119,6 +121,13 @@ PAGES: list[tuple[str, dict[str, int]]] = [
     ("/c/not-a-token", _all(400)),
     ("/r/{their_refund_token}", _all(200)),
     ("/r/not-a-token", _all(404)),
+    # Images and accent stylesheets are public (the checkout shows them) and named by content.
+    ("/media/{my_image}.webp", _all(200)),
+    ("/media/{their_logo}.webp", _all(200)),
+    ("/media/{my_image}.png", _all(404)),
+    ("/media/nope.webp", _all(404)),
+    ("/media/accent/0b6e4f.css", _all(200)),
+    ("/media/accent/ffffff.css", _all(404)),  # unreadable with white text: never served
     ("/login", _all(200)),
     ("/lang/ru?next=/login", _all(302)),
     ("/healthz", _all(200)),
@@ -145,6 +154,11 @@ POSTS: list[tuple[str, dict[str, int]]] = [
     ("/merchant/cashiers/{spare_cashier}/nope", _only((OWNER,), 404)),
     ("/merchant/products", _only((OWNER,), 400)),
     ("/merchant/products/{their_product}/hide", _only((OWNER,), 404)),
+    ("/merchant/products/{their_product}/edit", _only((OWNER,), 404)),
+    ("/merchant/products/{my_product}/edit", _only((OWNER,), 302)),  # no change asked: saved
+    ("/merchant/branding", _only((OWNER,), 302)),  # empty: the zone's look, saved
+    ("/merchant/branding/logo", _only((OWNER,), 400)),  # no file
+    ("/merchant/branding/logo/delete", _only((OWNER,), 302)),
     ("/merchant/integrations/keys", _only((OWNER,), 400)),
     ("/merchant/integrations/domains", _only((OWNER,), 302)),  # empty: no domains, saved
     ("/merchant/integrations/keys/{their_key}/revoke", _only((OWNER,), 404)),
@@ -273,7 +287,9 @@ def test_shop_a_posting_on_shop_b_ids_changes_nothing_of_shop_b(
     with runtime.session_factory() as session:
         cashier = session.get_one(User, int(ids["their_cashier"]))
         assert cashier.active and cashier.password_hash == cashier_hash
-        assert session.get_one(CatalogItem, int(ids["their_product"])).active
+        their_item = session.get_one(CatalogItem, int(ids["their_product"]))
+        assert their_item.active and their_item.category == "Drinks"
+        assert their_item.image_sha256 == ids["their_image"]
         assert session.get_one(ApiKey, int(ids["their_key"])).revoked_at is None
         assert session.get(Webhook, int(ids["their_hook"])) is not None
         refund = session.get_one(Refund, int(ids["their_refund"]))
@@ -307,7 +323,7 @@ def test_every_page_keeps_the_strict_csp(
         bare = path.split("?")[0]
         if (
             expected[who] != 200
-            or bare.endswith((".json", ".svg", ".csv", "/events"))
+            or bare.endswith((".json", ".svg", ".csv", "/events", ".webp", ".css"))
             or bare
             in (
                 "/healthz",

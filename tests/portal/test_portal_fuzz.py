@@ -121,6 +121,9 @@ VALID: dict[str, str] = {
     "width": "58",
     "next": "/login",
     "password": "not-the-password",
+    "category": "Drinks",
+    "accent_colour": "#0b6e4f",
+    "store_language": "kk",
 }
 
 
@@ -188,8 +191,15 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("merchant_staff.invite", "POST"): ("email", "display_name"),
     ("merchant_staff.change_cashier", "POST"): (),
     ("merchant_staff.products", "GET"): (),
-    ("merchant_staff.add_product", "POST"): ("name", "price"),
+    ("merchant_staff.add_product", "POST"): ("name", "price", "category", "image"),
+    ("merchant_staff.edit_product", "POST"): ("category", "remove_image", "image"),
     ("merchant_staff.change_product", "POST"): (),
+    ("branding.index", "GET"): (),
+    ("branding.save", "POST"): ("accent_colour", "store_language"),
+    ("branding.upload_logo", "POST"): ("logo",),
+    ("branding.remove_logo", "POST"): (),
+    ("media.file", "GET"): (),
+    ("media.accent_css", "GET"): (),
     ("integrations.index", "GET"): (),
     ("integrations.create_key", "POST"): ("name", "scopes", "rate_limit_per_minute"),
     ("integrations.save_domains", "POST"): ("shop_domains",),
@@ -234,7 +244,7 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("reports.balance_sheet", "GET"): (),
     ("reports.balance_csv", "GET"): (),
     ("terminal.index", "GET"): (),
-    ("terminal.cart", "GET"): (),
+    ("terminal.cart", "GET"): ("category",),
     # qty-… names are added per run with real product ids (see _fields).
     ("terminal.create", "POST"): ("amount", "description", "tip", "method", "mode", "qty-²"),
     ("terminal.show", "GET"): (),
@@ -246,6 +256,8 @@ PATH_WORDS: dict[str, list[str]] = {
     "action": ["disable", "enable", "reset", "hide", "show", "approve", "suspend", "nope"],
     "code": ["en", "ru", "kk", "xx"],
     "table": ["volume", "invoices", "merchants", "nope"],
+    "ext": ["webp", "png", "css"],
+    "colour": ["0b6e4f", "ffffff", "0B6E4F", "fff"],
 }
 
 
@@ -276,6 +288,9 @@ def _own_value(rule: Rule, name: str, ids: dict[str, str]) -> str:
         "action": "reset" if rule.endpoint.startswith("merchant_staff") else "suspend",
         "code": "ru",
         "table": "volume",
+        "sha256": ids["my_image"],
+        "ext": "webp",
+        "colour": "0b6e4f",
     }
     return own[name]
 
@@ -329,10 +344,23 @@ def _call(
     elif rule.endpoint == "reports.conversion_import":
         upload = (io.BytesIO(fields.get("file", "").encode("utf-8", "surrogatepass")), "x.csv")
         response = client.post(path, data={"file": upload}, content_type="multipart/form-data")
+    elif rule.endpoint in UPLOADS:  # the picture field is a file of hostile bytes
+        name = UPLOADS[rule.endpoint]
+        data: dict[str, Any] = {k: v for k, v in fields.items() if k != name}
+        data[name] = (io.BytesIO(fields.get(name, "").encode("utf-8", "surrogatepass")), "x.png")
+        response = client.post(path, data=data, content_type="multipart/form-data")
     else:
         response = client.post(path, data=fields)
     response.get_data()
     return response.status_code, response.headers.get("Location", "")
+
+
+# Routes with a file field (its name): the fuzz sends that field as an upload.
+UPLOADS = {
+    "merchant_staff.add_product": "image",
+    "merchant_staff.edit_product": "image",
+    "branding.upload_logo": "logo",
+}
 
 
 def _denied(status: int, location: str) -> bool:

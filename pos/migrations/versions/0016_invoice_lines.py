@@ -4,8 +4,7 @@
   a cart invoice; name and unit price are copied as sold
 
 Revision ID: 0016_invoice_lines
-Revises: 0014_wallet_domains
-(written on a branch where 0015 did not exist yet; rechain to the newest head when merging)
+Revises: 0015_product_media_branding
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_invoice_lines"
-down_revision = "0014_wallet_domains"
+down_revision = "0015_product_media_branding"
 branch_labels = None
 depends_on = None
 
