@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from merchant_portal import labels
 from pos.errors import (
     ConcurrentUpdateError,
     CoordinationUnavailableError,
@@ -86,7 +87,11 @@ def translated(error: PosError) -> str:
     if not template:
         return str(error)
     params: dict[str, object] = getattr(error, "params", {})
-    return str(gettext(template, **params)) if params else str(gettext(template))
+    if not params:
+        return str(gettext(template))
+    # A state passed as its enum is shown as its label ("suspended" -> "приостановлен").
+    shown = {name: labels.enum_label(value) for name, value in params.items()}
+    return str(gettext(template, **shown))
 
 
 def message_for(error: PosError) -> str:

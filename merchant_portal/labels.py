@@ -21,6 +21,8 @@ from flask_babel import LazyString, get_locale
 from flask_babel import lazy_pgettext as _lp
 
 from pos import money
+from pos.models import MerchantStatus, Role, SettlementMode
+from pos.states import InvoiceStatus
 
 # (kind, identifier) -> label; the kind is also the gettext context, because one English word
 # ("paid", "pending") is a different Russian or Kazakh word for an invoice, a payout or a bill.
@@ -132,6 +134,23 @@ def label(value: object, kind: str) -> str:
         return status_label(text)
     found = LABELS.get(kind, {}).get(text)
     return text if found is None else str(found)
+
+
+# Enums whose members reach people inside messages (a domain error's parameters).
+ENUM_KINDS: Mapping[type, str] = {
+    InvoiceStatus: "invoice",
+    MerchantStatus: "merchant",
+    Role: "role",
+    SettlementMode: "settlement",
+}
+
+
+def enum_label(value: object) -> object:
+    """`value` labelled when it is a member of a labelled enum; anything else unchanged."""
+    for enum_type, kind in ENUM_KINDS.items():
+        if isinstance(value, enum_type):
+            return label(value, kind)
+    return value
 
 
 def labels(values: object, kind: str, separator: str = ", ") -> str:

@@ -204,7 +204,7 @@ def test_terminal_creates_an_invoice_and_shows_checkout(
     assert "bitcoin:bcrt1q" in client.get(terminal_screen).get_data(as_text=True)
     location = "/i/" + terminal_screen.rsplit("/", 1)[1]
     page = client.get(location).get_data(as_text=True)
-    assert "2\u202f500.00 ₸" in page and "bitcoin:bcrt1q" in page
+    assert "2,500.00 ₸" in page and "bitcoin:bcrt1q" in page
     svg = client.get(f"{location}/qr.svg")
     assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
     status = client.get(f"{location}/status.json").json

@@ -18,9 +18,12 @@ from route_catalog import route_ids
 from sqlalchemy import update
 
 from merchant_portal import labels
+from merchant_portal.errors import translated
+from pos import invoices
+from pos.errors import MerchantNotActiveError
 from pos.models import Invoice, Merchant, MerchantStatus, User
 from pos.runtime import Runtime
-from pos.states import InvoiceStatus
+from pos.states import InvoiceStatus, PaymentMethod
 
 from portal_helpers import csrf_from
 
@@ -431,3 +434,24 @@ def test_the_operators_merchant_forms_confirm_they_were_saved(
         client, "/operator/merchants", f"/operator/merchants/{shop}/suspend", {"reason": "audit"}
     )
     assert suspended == "Shop A: приостановлен. Сохранено."
+
+
+def test_a_domain_error_with_a_state_names_it_in_the_readers_language(
+    app: Flask, runtime: Runtime, world: dict[str, int]
+) -> None:
+    with runtime.session_factory() as session:
+        session.execute(
+            update(Merchant)
+            .where(Merchant.id == world["shop"])
+            .values(status=MerchantStatus.SUSPENDED)
+        )
+        request = invoices.InvoiceRequest(world["shop"], 250_000, PaymentMethod.KZTE, "")
+        with pytest.raises(MerchantNotActiveError) as refused:
+            invoices.create_invoice(session, runtime.settings, runtime.rates, request)
+    assert str(refused.value) == "merchant 'Shop A' is suspended; invoices cannot be created"
+    with app.test_request_context("/", headers={"Cookie": "lang=ru"}):
+        assert translated(refused.value) == (
+            "магазин 'Shop A' — приостановлен; счета создавать нельзя"
+        )
+    with app.test_request_context("/", headers={"Cookie": "lang=kk"}):
+        assert translated(refused.value) == "'Shop A' дүкені — тоқтатылған; шот құруға болмайды"
