@@ -13,6 +13,7 @@ from flask import Flask, abort, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import LazyString, gettext
 from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -162,7 +163,10 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         status = error.code or 500
         message = error.description or error.name
-        if message == type(error).description and status in HTTP_MESSAGES:
+        if isinstance(error, CSRFError):
+            # flask-wtf's reasons ("The CSRF token is missing.") are English and technical.
+            message = gettext("This form has expired. Reload the page and send it again.")
+        elif message == type(error).description and status in HTTP_MESSAGES:
             # Werkzeug's own English sentence: the page says it in the reader's language.
             message = str(HTTP_MESSAGES[status])
         if request.path.startswith("/api/v1/"):
