@@ -324,7 +324,7 @@ def conversion_record() -> ResponseReturnValue:
 def conversion_import() -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _refused(ValidationError(gettext("Choose a CSV file to upload."), field="file"))
+        return _refused(ValidationError(gettext("choose a CSV file to upload"), field="file"))
     data = upload.stream.read(ledger_pages.CSV_UPLOAD_MAX_BYTES + 1)
     if len(data) > ledger_pages.CSV_UPLOAD_MAX_BYTES:
         return _too_large_page()
@@ -354,7 +354,7 @@ def _too_large_page() -> ResponseReturnValue:
     return _conversions_page(
         413,
         gettext(
-            "The file is larger than %(limit)s; nothing was recorded. Split it into smaller "
+            "the file is larger than %(limit)s; nothing was recorded. Split it into smaller "
             "files (a re-import of lines already recorded is safe).",
             limit=ledger_pages.CSV_UPLOAD_LIMIT_TEXT,
         ),

@@ -18,7 +18,7 @@ from merchant_portal import choice
 from merchant_portal.checkout import checkout_context
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.forms import field_error, form_values, is_whole_number, parse_tenge
-from merchant_portal.labels import format_kzt
+from merchant_portal.labels import format_kzt, label
 from merchant_portal.security import require_role
 from pos import business_day, catalog, invoices
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
@@ -183,7 +183,11 @@ def create() -> Response | tuple[str, int]:
             validate_price(settings(), price_tiyn)
             if merchant.status is not MerchantStatus.ACTIVE:
                 raise MerchantNotActiveError(
-                    gettext("this shop is not active; invoices cannot be created")
+                    gettext(
+                        "merchant %(name)s is %(state)s; invoices cannot be created",
+                        name=repr(merchant.name),
+                        state=label(merchant.status, "merchant"),
+                    )
                 )
             token = choice.make_token(merchant.id, price_tiyn, description, current_user.id)
             return redirect(url_for("choice.terminal_wait", t=token))
