@@ -9,6 +9,7 @@ invoice and tells the waiting terminal which invoice that was.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
@@ -20,7 +21,8 @@ from werkzeug.wrappers import Response
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.labels import format_kzt
 from merchant_portal.security import require_role
-from pos import invoices
+from pos import catalog, invoice_lines, invoices
+from pos.catalog import CartLine
 from pos.errors import CoordinationUnavailableError, PosError, ValidationError
 from pos.models import Merchant
 from pos.qr import qr_svg
@@ -43,15 +45,31 @@ class Offer:
     price_tiyn: int
     description: str
     cashier_id: int
+    # A cart sale's (catalog item id, quantity, unit price in tiyn), stored with the invoice.
+    lines: tuple[tuple[int, int, int], ...] = ()
 
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
 
 
-def make_token(merchant_id: int, price_tiyn: int, description: str, cashier_id: int) -> str:
-    """Sign an offer; it is valid for MAX_AGE_SECONDS."""
-    payload = {"m": merchant_id, "p": price_tiyn, "d": description, "c": cashier_id}
+def make_token(
+    merchant_id: int,
+    price_tiyn: int,
+    description: str,
+    cashier_id: int,
+    lines: Sequence[CartLine] = (),
+) -> str:
+    """Sign an offer; it is valid for MAX_AGE_SECONDS. A cart's lines ride along without their
+    names (the link is a QR code: the shorter, the easier to scan)."""
+    payload: dict[str, object] = {
+        "m": merchant_id,
+        "p": price_tiyn,
+        "d": description,
+        "c": cashier_id,
+    }
+    if lines:
+        payload["l"] = [[line.item_id, line.quantity, line.price_tiyn] for line in lines]
     return str(_serializer().dumps(payload))
 
 
@@ -65,7 +83,18 @@ def read_token(token: str) -> Offer:
         ) from None
     except BadSignature:
         raise ChoiceExpiredError("this payment link is not valid; ask the cashier") from None
-    return Offer(int(data["m"]), int(data["p"]), str(data["d"]), int(data["c"]))
+    lines = tuple((int(i), int(q), int(p)) for i, q, p in data.get("l", []))
+    return Offer(int(data["m"]), int(data["p"]), str(data["d"]), int(data["c"]), lines)
+
+
+def _cart_lines(merchant_id: int, offer: Offer) -> list[CartLine]:
+    """The offer's lines with their products' names (as sold: the price is the token's)."""
+    names = {item.id: item.name for item in catalog.list_items(db(), merchant_id, False)}
+    return [
+        CartLine(item_id, names.get(item_id, f"#{item_id}"), quantity, price)
+        for item_id, quantity, price in offer.lines
+        if item_id in names  # a product of another shop never comes from our own signature
+    ]
 
 
 def _key(token: str) -> str:
@@ -151,6 +180,7 @@ def pick(token: str) -> Response | str | tuple[str, int]:
                 created_by_user_id=offer.cashier_id,
             ),
         )
+        invoice_lines.record_lines(session, invoice.id, _cart_lines(offer.merchant_id, offer))
         session.commit()
     except PosError:
         session.rollback()

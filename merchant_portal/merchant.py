@@ -1,5 +1,11 @@
 """The owner's pages: the dashboard and the onboarding wizard (profile, BTC, Solana, policies).
 
+The dashboard shows today's, this week's and this month's sales, fees and net (Asia/Almaty
+days, the week from Monday), what is waiting to be paid out and owed back to shoppers, a chart
+of this month's sales per day (inline SVG, with the same numbers in a table), and sales per
+cashier and per product; every table downloads as CSV. All of it comes from the ledger
+(settlement.ledger.merchant_dashboard), for the signed-in owner's own merchant only.
+
 The profile step also holds the bank account that `tenge` payouts are transferred to.
 
 Every change of a key or policy leaves an audit row. Keys are validated by the domain parsers,
@@ -9,7 +15,7 @@ with the wallet that will receive the money.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -27,12 +33,16 @@ from merchant_portal.forms import (
     parse_tenge,
 )
 from merchant_portal.security import require_role
-from pos import accounts, bank_details, money
+from pos import accounts, bank_details, business_day, csv_safe, money
+from pos.db import utcnow
 from pos.errors import PosError, ValidationError
 from pos.methods import bitcoin
 from pos.models import ALLOWED_CONFIRMATIONS, Invoice, Merchant, Payment
 from pos.states import PaymentMethod
 from settlement import wallet_check
+from settlement.ledger import merchant_dashboard
+from settlement.ledger.charts import stacked_bars
+from settlement.ledger.reports import METHODS
 
 bp = Blueprint("merchant", __name__, url_prefix="/merchant")
 
@@ -93,10 +103,29 @@ def _audit(action: str, merchant: Merchant, detail: dict[str, object]) -> None:
     )
 
 
+PERIOD_LABELS = {"today": _l("Today"), "week": _l("This week"), "month": _l("This month")}
+
+
+def _dashboard(merchant: Merchant) -> merchant_dashboard.MerchantDashboard:
+    # An unknown ?period= is the month (the tables' default), never an error.
+    period = request.args.get("period", "month")
+    return merchant_dashboard.dashboard(
+        db(), merchant.id, merchant.settlement_mode, business_day.today(), period
+    )
+
+
+def _whole_tenge(tiyn: int) -> str:
+    return f"{tiyn // money.TIYN_PER_KZT:,}".replace(",", "\u202f") + " ₸"
+
+
 @bp.get("/")
 @require_role("owner")
 def index() -> str:
     merchant = own_merchant()
+    board = _dashboard(merchant)
+    chart = stacked_bars(
+        [(d.strftime("%d.%m"), values) for d, values in board.by_day], METHODS, _whole_tenge
+    )
     addresses = (
         bitcoin.first_addresses(merchant.btc_xpub, settings().bitcoin_network)
         if merchant.btc_xpub
@@ -110,6 +139,31 @@ def index() -> str:
         gap=gap,
         gap_limit=bitcoin.GAP_LIMIT,
         steps=STEPS,
+        board=board,
+        chart=chart,
+        period_labels=PERIOD_LABELS,
+    )
+
+
+@bp.get("/dashboard/<table>.csv")
+@require_role("owner")
+def dashboard_csv(table: str) -> Response:
+    """One table of the dashboard (summary, days, cashiers, products) of the owner's merchant."""
+    board = _dashboard(own_merchant())
+    tables = board.tables()
+    if table not in tables:
+        abort(404)
+    header, rows = merchant_dashboard.with_tenge(tables[table])
+    stamp = business_day.local_time(utcnow()).strftime("%Y%m%d-%H%M")
+    name = f"dashboard-{table}-{board.period}-{stamp}.csv"
+    # Cashier and product names were typed by people: the one writer neutralises formulas.
+    return Response(
+        csv_safe.csv_text(header, rows),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 

@@ -5,7 +5,9 @@ approving activates it; suspending (a reason is required) stops new invoices at 
 open ones still settle. The operator chooses the settlement mode at registration and may change
 it and the payout hold later; a change applies to invoices created afterwards (they copy the
 mode). Every status or settlement change leaves an audit row. The ledger reports of the
-settlement package add their own pages; the overview links every `reports.*` page it finds.
+settlement package add their own pages; the overview links every `reports.*` page it finds,
+each under a readable name. The audit log reads as sentences (merchant_portal.audit_log), with
+filters, pages and a CSV of the same filter.
 """
 
 from __future__ import annotations
@@ -18,23 +20,27 @@ from flask import (
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
 
+from merchant_portal import audit_log
 from merchant_portal.cache_control import no_store
 from merchant_portal.context import db, settings
 from merchant_portal.errors import translated
-from merchant_portal.forms import field_error, form_values, parse_int
+from merchant_portal.forms import field_error, form_values, parse_int, requested_page
 from merchant_portal.labels import label
 from merchant_portal.merchant_staff import one_time_password
 from merchant_portal.security import require_role
-from pos import accounts
+from pos import accounts, business_day, csv_safe
+from pos.db import utcnow
 from pos.errors import PosError, ValidationError
-from pos.models import AuditLog, Invoice, Merchant, MerchantStatus, Role, SettlementMode
+from pos.models import Invoice, Merchant, MerchantStatus, Role, SettlementMode
 from pos.states import InvoiceStatus
 
 bp = Blueprint("operator", __name__, url_prefix="/operator")
@@ -51,18 +57,32 @@ ACTIONS: dict[str, tuple[frozenset[MerchantStatus], MerchantStatus, bool]] = {
 }
 
 
+# What a person calls each report page (the endpoint name is the fallback for a new one).
+REPORT_LABELS = {
+    "reports.zone": _l("Zone dashboard: volume, fees, timings"),
+    "reports.payout_list": _l("Payouts to merchants"),
+    "reports.reconciliation": _l("Reconciliation with the chains"),
+    "reports.statement_home": _l("Merchant statements"),
+    "reports.conversion_list": _l("Conversions of crypto to tenge"),
+    "reports.balance_sheet": _l("Balances of every ledger account"),
+}
+
+
 def report_links() -> list[tuple[str, str]]:
-    """(path, label) of every argument-free GET page the reports blueprint registered."""
+    """(path, label) of every argument-free GET page the reports blueprint registered; CSV
+    downloads are linked from their own pages."""
     links = []
     for rule in current_app.url_map.iter_rules():
         if (
             rule.endpoint.startswith("reports.")
             and not rule.arguments
             and "GET" in (rule.methods or ())
+            and not rule.rule.endswith(".csv")
         ):
-            label = rule.rule.rstrip("/").rsplit("/", 1)[-1] or "reports"
-            links.append((rule.rule, label.replace("-", " ").replace("_", " ")))
-    return sorted(links)
+            fallback = rule.rule.rstrip("/").rsplit("/", 1)[-1] or "reports"
+            label = REPORT_LABELS.get(rule.endpoint) or fallback.replace("_", " ")
+            links.append((str(label), rule.rule))
+    return [(path, label) for label, path in sorted(links)]
 
 
 @bp.get("/")
@@ -80,14 +100,14 @@ def index() -> str:
             select(Invoice.status, func.count(), settled_sum).group_by(Invoice.status)
         ).all()
     }
-    recent_audit = session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(15)).all()
+
     return render_template(
         "operator.html",
         merchants_by_status=merchants_by_status,
         invoices_by_status=invoices_by_status,
         statuses=list(InvoiceStatus),
         merchant_statuses=list(MerchantStatus),
-        recent_audit=recent_audit,
+        lines=audit_log.recent(session),
         report_links=report_links(),
     )
 
@@ -236,3 +256,43 @@ def change_status(merchant_id: int, action: str) -> Response | tuple[str, int]:
         gettext("%(name)s: %(state)s. Saved.", name=merchant.name, state=label(target, "merchant"))
     )
     return redirect(url_for("operator.merchants"))
+
+
+@bp.get("/audit")
+@require_role("operator")
+def audit() -> tuple[str, int]:
+    """The whole audit log, newest first, as sentences; filtered and paged."""
+    session = db()
+    flt, errors = audit_log.parse_filter(request.args)
+    total = audit_log.count(session, flt)
+    page = requested_page()
+    return render_template(
+        "operator_audit.html",
+        lines=audit_log.page(session, flt, page),
+        flt=flt,
+        errors=errors,
+        page=page,
+        pages=max(1, -(-total // audit_log.PAGE_SIZE)),
+        total=total,
+        choices=audit_log.filter_choices(session),
+    ), 400 if errors else 200
+
+
+@bp.get("/audit.csv")
+@require_role("operator")
+def audit_csv() -> Response | tuple[str, int]:
+    """The audit log of the same filter as CSV (times on the zone's clock, with the offset)."""
+    flt, errors = audit_log.parse_filter(request.args)
+    if errors:
+        return audit()
+    # Names, reasons and e-mails were typed by people: the one writer neutralises formulas.
+    body = csv_safe.csv_text(audit_log.CSV_COLUMNS, audit_log.csv_rows(db(), flt))
+    stamp = business_day.local_time(utcnow()).strftime("%Y%m%d-%H%M")
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="audit-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

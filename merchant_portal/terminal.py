@@ -20,7 +20,7 @@ from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.forms import field_error, form_values, is_whole_number, parse_tenge
 from merchant_portal.labels import format_kzt, label
 from merchant_portal.security import require_role
-from pos import business_day, catalog, invoices
+from pos import business_day, catalog, invoice_lines, invoices
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.settings import Settings
@@ -141,7 +141,7 @@ def cart() -> str:
     return _page(current_merchant(), "terminal_cart.html")
 
 
-def _cart_price(merchant: Merchant) -> tuple[int, str]:
+def _cart(merchant: Merchant) -> list[catalog.CartLine]:
     quantities: dict[int, int] = {}
     for key, value in request.form.items():
         if key.startswith("qty-"):
@@ -150,8 +150,7 @@ def _cart_price(merchant: Merchant) -> tuple[int, str]:
             if not is_whole_number(key[4:]) or not is_whole_number(text):
                 raise ValidationError("quantities are whole numbers", field="cart")
             quantities[int(key[4:])] = int(text)
-    lines = catalog.build_cart(db(), merchant.id, quantities)
-    return sum(line.total_tiyn for line in lines), catalog.cart_description(lines)
+    return catalog.build_cart(db(), merchant.id, quantities)
 
 
 @bp.post("/invoices")
@@ -160,12 +159,15 @@ def create() -> Response | tuple[str, int]:
     merchant = current_merchant()
     form = form_values(FORM_FIELDS)
     cart_mode = form["mode"] == "cart"
+    lines: list[catalog.CartLine] = []
     session = db()
     try:
         if form["method"] not in (PaymentMethod.BTC.value, PaymentMethod.KZTE.value, CHOOSE):
             raise ValidationError(gettext("choose BTC or KZTE"), field="method")
         if cart_mode:
-            base_tiyn, description = _cart_price(merchant)
+            lines = _cart(merchant)
+            base_tiyn = sum(line.total_tiyn for line in lines)
+            description = catalog.cart_description(lines)
         else:
             base_tiyn, description = (
                 parse_tenge(form["amount"], "amount"),
@@ -189,7 +191,7 @@ def create() -> Response | tuple[str, int]:
                         state=label(merchant.status, "merchant"),
                     )
                 )
-            token = choice.make_token(merchant.id, price_tiyn, description, current_user.id)
+            token = choice.make_token(merchant.id, price_tiyn, description, current_user.id, lines)
             return redirect(url_for("choice.terminal_wait", t=token))
         request_ = invoices.InvoiceRequest(
             merchant_id=merchant.id,
@@ -199,6 +201,7 @@ def create() -> Response | tuple[str, int]:
             created_by_user_id=current_user.id,
         )
         invoice = invoices.create_invoice(session, settings(), runtime().rates, request_)
+        invoice_lines.record_lines(session, invoice.id, lines)  # sales per product
         session.commit()
     except PosError as exc:
         session.rollback()

@@ -13,10 +13,10 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pos import accounts, invoices, money
+from pos.cli_files import write_output
 from pos.errors import PosError
 from pos.invoice_view import invoice_as_dict
 from pos.models import Merchant, MerchantStatus, Role, SettlementMode
@@ -213,9 +213,9 @@ def cmd_invoice_show(args: argparse.Namespace, rt: Runtime) -> int:
         data = invoice_as_dict(invoice, rt.settings, invoice.merchant.name)
         data["live"] = invoices.live_view(session, rt.coordinator, invoice.id)
     if args.qr_png:
-        Path(args.qr_png).write_bytes(qr_png(data["payment_uri"]))
+        write_output(args.qr_png, qr_png(data["payment_uri"]))
     if args.qr_svg:
-        Path(args.qr_svg).write_text(qr_svg(data["payment_uri"]))
+        write_output(args.qr_svg, qr_svg(data["payment_uri"]))
     text = "\n".join(
         [
             f"invoice {data['id']}  {data['status']} {' '.join(data['flags'])}".rstrip(),

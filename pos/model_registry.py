@@ -9,6 +9,7 @@ from pos import (
     catalog,  # noqa: F401
     chart,  # noqa: F401
     integrations,  # noqa: F401
+    invoice_lines,  # noqa: F401
     models,  # noqa: F401
 )
 from settlement import chain_state  # noqa: F401

@@ -120,6 +120,17 @@ def test_merchant_user_invoice_round_trip(
         assert (tmp_path / "qr.svg").read_text().startswith("<svg")
         assert (tmp_path / "qr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(created["payment_uri"]).startswith("bitcoin:bcrt1q")
+    # A QR file that cannot be written is one line and status 2, not a traceback.
+    for option, path in (
+        ("--qr-png", tmp_path / "no" / "such" / "qr.png"),
+        ("--qr-svg", tmp_path),  # a folder
+    ):
+        refused = _run(settings, "invoice", "show", str(created["id"]), option, str(path))
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            f"error: cannot write {path}: "
+            + ("No such file or directory" if "such" in str(path) else "Is a directory")
+        ], refused.stderr
 
 
 def test_btc_invoice_refused_cleanly_without_a_fresh_rate(

@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from pos import business_day
+from pos.cli_files import read_input, write_output
 from pos.db import make_session_factory, utcnow
 from pos.errors import ValidationError
 from pos.money import format_kzt
@@ -176,7 +176,7 @@ def cmd_payouts_export(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
     if args.output:
-        Path(args.output).write_text(text)
+        write_output(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -312,7 +312,7 @@ def cmd_conversions_record(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_conversions_import(args: argparse.Namespace, settings: Settings) -> int:
-    text = Path(args.file).read_text(encoding="utf-8-sig")
+    text = read_input(args.file)
     with _session(settings) as session:
         created = conversions.import_csv(session, text)
         session.commit()
@@ -466,7 +466,8 @@ def register(sub: Any) -> None:
     p.add_argument("--reference", required=True, help="the bank's transfer reference")
     p = pay.add_parser("export", help="bank export CSV of payouts")
     p.set_defaults(handler=cmd_payouts_export)
-    p.add_argument("--status", choices=[s.value for s in PayoutStatus], default="pending")
+    # No filter means every payout, like the portal's export (`/reports/payouts.csv`).
+    p.add_argument("--status", choices=[s.value for s in PayoutStatus])
     p.add_argument("--date", type=_date, metavar="YYYY-MM-DD")
     p.add_argument("--output", metavar="PATH", help="write to a file instead of stdout")
 

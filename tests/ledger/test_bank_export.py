@@ -11,21 +11,24 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from bank_support import BIC, give_bank_details, kz_iban
+from flask import Flask
 from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
 from pos import accounts
 from pos.cli import main
 from pos.db import utcnow
-from pos.models import Merchant
+from pos.models import Merchant, Role
 from pos.runtime import Runtime
 from settlement.ledger import payouts
 from settlement.ledger.models import Payout, PayoutStatus
 
 import factories
+from portal_helpers import login
 
 
 @dataclass
@@ -143,3 +146,61 @@ def test_the_cli_export_reports_the_payout_left_out_for_want_of_an_account(
     assert listed.returncode == 0, listed.stderr
     missing = {p["id"]: p["missing_bank_details"] for p in json.loads(listed.stdout)["payouts"]}
     assert missing == {with_bank.id: False, without.id: True}
+
+
+def test_the_cli_export_without_a_filter_is_the_portal_export_without_one(
+    cli: Callable[..., Ran],
+    app: Flask,
+    session: Session,
+    payouts_of_two: tuple[Payout, Payout],
+) -> None:
+    """Both list every payout (pending and paid) and leave out the same ones."""
+    with_bank, without = payouts_of_two
+    bare = session.get(Merchant, without.merchant_id)
+    assert bare is not None
+    give_bank_details(session, bare)
+    session.commit()
+    payouts.mark_paid(session, with_bank.id, "KZ-PAID-1")
+    session.commit()
+    factories.user(session, "ops@zone.test", Role.OPERATOR)
+    session.commit()
+
+    ran = cli("payouts", "export")
+    assert ran.returncode == 0, ran.stderr
+    web = app.test_client()
+    login(web, "ops@zone.test", factories.PASSWORD)
+    page = web.get("/reports/payouts.csv")
+    assert page.status_code == 200
+    assert ran.stdout == page.get_data(as_text=True)
+    statuses = {ln["payout_id"]: ln["status"] for ln in _exported(ran.stdout)}
+    assert statuses == {str(with_bank.id): "paid", str(without.id): "pending"}
+    # A filter still narrows it down.
+    pending = _exported(cli("payouts", "export", "--status", "pending").stdout)
+    assert [ln["payout_id"] for ln in pending] == [str(without.id)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("payouts", "export", "--output", "{missing}/payouts.csv"),
+        ("payouts", "export", "--output", "{folder}"),
+    ],
+)
+def test_an_unwritable_output_path_is_one_line_and_exit_2(
+    cli: Callable[..., Ran], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    paths = {"missing": str(tmp_path / "no" / "such"), "folder": str(tmp_path)}
+    ran = cli(*(a.format(**paths) for a in args))
+    assert ran.returncode == 2
+    [line] = ran.stderr.splitlines()
+    assert line.startswith("error: cannot write ") and "Traceback" not in ran.stderr
+
+
+def test_an_unreadable_import_file_is_one_line_and_exit_2(
+    cli: Callable[..., Ran], tmp_path: Path
+) -> None:
+    ran = cli("conversions", "import", str(tmp_path / "nope.csv"))
+    assert ran.returncode == 2
+    assert ran.stderr.splitlines() == [
+        f"error: cannot read {tmp_path / 'nope.csv'}: No such file or directory"
+    ]

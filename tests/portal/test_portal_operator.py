@@ -111,7 +111,8 @@ def test_unknown_merchant_or_action_is_404(operator: FlaskClient) -> None:
 def test_zone_overview(operator: FlaskClient, world: dict[str, int]) -> None:
     page = operator.get("/operator/").get_data(as_text=True)
     assert "Zone overview" in page and 'id="zone-reports"' in page
-    assert "auth.login" in page  # the audit log shows the sign-in
+    assert "ops@zone.test signed in" in page  # the audit log shows the sign-in, as a sentence
+    assert "Payouts to merchants" in page and ">payouts<" not in page  # link texts, not paths
     registry = operator.get("/operator/merchants").get_data(as_text=True)
     assert "Shop A" in registry and "Shop B" in registry
     assert factories.PASSWORD not in registry
