@@ -145,9 +145,7 @@ def test_the_dashboard_shows_today_week_and_month(
     assert "cashier@a.test" in cashiers and "owner@a.test" in cashiers
     assert "3,300.00" in cashiers and "1,000.00" in cashiers
     products = page.split('id="product-table"')[1].split("</table>")[0]
-    assert re.search(
-        r"Coffee</td><td class=\"num\">2</td><td class=\"num\">1,800.00", products
-    )
+    assert re.search(r"Coffee</td><td class=\"num\">2</td><td class=\"num\">1,800.00", products)
     assert "=Cake" in products
     # Another shop's sales and names never show.
     assert "Their tea" not in page and "cashier@b.test" not in page and "1,665.00" not in page
