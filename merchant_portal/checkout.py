@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from merchant_portal import live_limits
 from merchant_portal.branding import use_store_language
 from merchant_portal.context import client_ip, coordinator, db, runtime, settings
+from merchant_portal.labels import format_kzt
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money, shop_domains
 from pos.errors import CoordinationUnavailableError
@@ -44,7 +45,7 @@ def checkout_context(invoice: Invoice) -> dict[str, Any]:
         # The same amount the QR asks for (never below the BTC dust limit).
         "remaining": money.format_units(amount_to_request(invoice), decimals),
         "partly_paid": invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic > 0,
-        "price": money.format_kzt(invoice.price_tiyn),
+        "price": format_kzt(invoice.price_tiyn),
         "rate": invoice.rate,
         "merchant_name": invoice.merchant.name,
         "expires_ts": int(invoice.expires_at.timestamp()),

@@ -19,8 +19,9 @@ from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
 from merchant_portal.context import coordinator, db, runtime, settings
+from merchant_portal.labels import format_kzt
 from merchant_portal.security import require_role
-from pos import catalog, invoice_lines, invoices, money
+from pos import catalog, invoice_lines, invoices
 from pos.catalog import CartLine
 from pos.errors import CoordinationUnavailableError, PosError, ValidationError
 from pos.models import Merchant
@@ -150,7 +151,7 @@ def pick(token: str) -> Response | str | tuple[str, int]:
     methods = _methods(merchant)
     context = {
         "merchant": merchant,
-        "price": money.format_kzt(offer.price_tiyn),
+        "price": format_kzt(offer.price_tiyn),
         "offer": offer,
         "methods": methods,
         "token": token,
@@ -209,7 +210,7 @@ def terminal_wait() -> Response | str:
     return render_template(
         "terminal_choice.html",
         offer=offer,
-        price=money.format_kzt(offer.price_tiyn),
+        price=format_kzt(offer.price_tiyn),
         token=token,
         choice_url=url_for("choice.pick", token=token, _external=True),
     )

@@ -11,11 +11,14 @@ import logging
 
 from flask import Flask, abort, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext
+from flask_babel import LazyString, gettext
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from merchant_portal import labels
 from pos.errors import (
     ConcurrentUpdateError,
     CoordinationUnavailableError,
@@ -45,6 +48,21 @@ DOMAIN_ERRORS: list[tuple[type[PosError], int, str]] = [
 ]
 
 
+# What a page says for an HTTP error raised without a message of its own (`abort(404)`).
+HTTP_MESSAGES: dict[int, LazyString] = {
+    400: _l("The request could not be understood. Check what you entered and try again."),
+    401: _l("Please sign in first."),
+    403: _l("You do not have access to this page."),
+    404: _l("There is no such page. Check the address, or go back to the start."),
+    405: _l("This action cannot be done on this page."),
+    409: _l("Someone changed this at the same time. Reload the page and try again."),
+    413: _l("What was sent is too large."),
+    429: _l("Too many requests. Please wait a moment and try again."),
+    500: _l("Something went wrong on our side. Nothing was lost: please try again."),
+    503: _l("This is briefly unavailable. Please try again in a few seconds."),
+}
+
+
 def status_for(error: PosError) -> int:
     for error_type, status, _code in DOMAIN_ERRORS:
         if isinstance(error, error_type):
@@ -59,6 +77,24 @@ def headers_for(error: PosError) -> dict[str, str]:
     return {}
 
 
+def translated(error: PosError) -> str:
+    """The error's message in the reader's language.
+
+    Messages raised in `pos/` (and `settlement/`) are marked with `N_` and keep their values
+    apart, so the fixed text is looked up in the catalog and the values put in afterwards; a
+    message with no translation (or one already translated by the portal) is shown as it is.
+    """
+    template = getattr(error, "template", "")
+    if not template:
+        return str(error)
+    params: dict[str, object] = getattr(error, "params", {})
+    if not params:
+        return str(gettext(template))
+    # A state passed as its enum is shown as its label ("suspended" -> "приостановлен").
+    shown = {name: labels.enum_label(value) for name, value in params.items()}
+    return str(gettext(template, **shown))
+
+
 def message_for(error: PosError) -> str:
     """What the user reads. Redis details (hosts, timeouts) stay in the log."""
     if isinstance(error, CoordinationUnavailableError):
@@ -68,7 +104,7 @@ def message_for(error: PosError) -> str:
                 "This is briefly unavailable. Nothing was lost: please try again in a few seconds."
             )
         )
-    return str(error)
+    return translated(error)
 
 
 def _wants_json() -> bool:
@@ -127,6 +163,12 @@ def init_app(app: Flask) -> None:
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         status = error.code or 500
         message = error.description or error.name
+        if isinstance(error, CSRFError):
+            # flask-wtf's reasons ("The CSRF token is missing.") are English and technical.
+            message = gettext("This form has expired. Reload the page and send it again.")
+        elif message == type(error).description and status in HTTP_MESSAGES:
+            # Werkzeug's own English sentence: the page says it in the reader's language.
+            message = str(HTTP_MESSAGES[status])
         if request.path.startswith("/api/v1/"):
             from merchant_portal.api.errors import error_response, http_error_code
 

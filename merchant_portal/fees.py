@@ -10,7 +10,7 @@ from flask_login import current_user
 from merchant_portal.context import db
 from merchant_portal.forms import form_action
 from merchant_portal.security import require_role
-from pos import business_day, money
+from pos import business_day
 from settlement.ledger import fee_invoices
 
 bp = Blueprint("fees", __name__, url_prefix="/fees")
@@ -31,7 +31,6 @@ def index() -> str:
         rows=rows,
         operator=current_user.role == "operator",
         last_month=_last_month(),
-        kzt=money.format_kzt,
     )
 
 

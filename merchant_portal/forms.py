@@ -10,6 +10,8 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 
 from merchant_portal.context import db
+from merchant_portal.errors import translated
+from merchant_portal.labels import format_kzt
 from pos import money
 from pos.errors import PosError, ValidationError
 
@@ -34,7 +36,7 @@ def form_values(names: Iterable[str]) -> dict[str, str]:
 def field_error(exc: PosError, default_field: str = "form") -> dict[str, str]:
     """{field: message} for a domain error; errors without a field land on the whole form."""
     field = exc.field if isinstance(exc, ValidationError) and exc.field else default_field
-    return {field: str(exc)}
+    return {field: translated(exc)}
 
 
 def is_whole_number(text: str) -> bool:
@@ -50,7 +52,15 @@ def parse_int(text: str, field: str, low: int, high: int, what: str) -> int:
     """A whole number between `low` and `high`, or a ValidationError naming `field`."""
     cleaned = text.strip()
     if not is_whole_number(cleaned) or not low <= int(cleaned) <= high:
-        raise ValidationError(f"{what} must be a whole number from {low} to {high}", field=field)
+        raise ValidationError(
+            gettext(
+                "%(what)s must be a whole number from %(low)d to %(high)d",
+                what=what,
+                low=low,
+                high=high,
+            ),
+            field=field,
+        )
     return int(cleaned)
 
 
@@ -90,10 +100,10 @@ def parse_tenge(text: str, field: str, max_tiyn: int = MAX_FORM_TIYN) -> int:
     try:
         tiyn = money.parse_kzt(cleaned)
     except ValidationError as exc:
-        raise ValidationError(str(exc), field=field) from None
+        raise ValidationError(translated(exc), field=field) from None
     if tiyn > min(max_tiyn, BIGINT_MAX):
         raise ValidationError(
-            gettext("At most %(amount)s ₸.", amount=money.format_kzt(max_tiyn)), field=field
+            gettext("At most %(amount)s ₸.", amount=format_kzt(max_tiyn)), field=field
         )
     return tiyn
 
@@ -103,10 +113,12 @@ def parse_percent_bp(text: str, field: str, high_bp: int) -> int:
     cleaned = text.strip().removesuffix("%").strip().replace(",", ".")
     whole, _, frac = cleaned.partition(".")
     if not is_whole_number(whole) or (frac and (not is_whole_number(frac) or len(frac) > 2)):
-        raise ValidationError("enter a percentage such as 0, 0.5 or 1.25", field=field)
+        raise ValidationError(gettext("enter a percentage such as 0, 0.5 or 1.25"), field=field)
     bp = int(whole) * 100 + int(frac.ljust(2, "0") or 0)
     if bp > high_bp:
-        raise ValidationError(f"at most {high_bp // 100} %", field=field)
+        raise ValidationError(
+            gettext("at most %(percent)d %%", percent=high_bp // 100), field=field
+        )
     return bp
 
 
@@ -126,7 +138,7 @@ def form_action(
         message = work()
     except errors as exc:
         session.rollback()
-        flash(str(exc))
+        flash(translated(exc))
         return redirect(back), 303
     session.commit()
     flash(message)

@@ -6,15 +6,16 @@ Catalogs live in `merchant_portal/translations/<lang>/LC_MESSAGES/messages.po`; 
 `.po` (new strings arrive untranslated, vanished ones are dropped) and compiles the `.mo` files.
 
 The `.po` files are written sorted by message and without source locations, so two branches
-that add different strings rarely touch the same lines (and `.gitattributes` merges them as a
-union); `tests/portal/test_translations_complete.py` fails while any string lacks a translation.
+that add different strings rarely touch the same lines (a union merge is not safe: it glued
+two neighbouring translations into one); `tests/portal/test_translations_complete.py` fails
+while any string lacks a translation.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, g, redirect, request, url_for
 from flask_babel import Babel, get_locale
@@ -30,6 +31,8 @@ LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский", "kk": "Қ�
 COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 86_400
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+# Packages beside the portal whose `N_("...")` messages reach people (flash, pages, errors).
+DOMAIN_PACKAGES = ("pos", "settlement")
 
 STATUS_LABELS = {
     "new": _l("waiting for payment"),
@@ -83,6 +86,10 @@ def init_app(app: Flask) -> None:
         app, locale_selector=select_locale, default_translation_directories="translations"
     )
 
+    from merchant_portal import labels
+
+    labels.init_app(app)
+
     @app.context_processor
     def _languages() -> dict[str, object]:
         return {
@@ -117,10 +124,24 @@ def extracted_catalog() -> Catalog:
     method_map = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
     options = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     root = Path(__file__).parent
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
-    for filename, lineno, message, comments, context in extract_from_dir(
-        str(root), method_map, options, keywords=keywords
-    ):
+    keywords: dict[str, Any] = {
+        "_": None,
+        "gettext": None,
+        "ngettext": (1, 2),
+        "_l": None,
+        "lazy_gettext": None,
+        "pgettext": ((1, "c"), 2),
+        "lazy_pgettext": ((1, "c"), 2),
+        "_lp": ((1, "c"), 2),
+    }
+    found = list(extract_from_dir(str(root), method_map, options, keywords=keywords))
+    # The domain core and the ledger raise user-facing errors marked with the no-op `N_`
+    # (pos.i18n; no Flask there); the portal translates them when it shows them.
+    for package in DOMAIN_PACKAGES:
+        found += extract_from_dir(
+            str(root.parent / package), [("**.py", "python")], keywords={"N_": None}
+        )
+    for filename, lineno, message, comments, context in found:
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
     return catalog
 

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from merchant_portal.cache_control import no_store
 from merchant_portal.context import client_ip, db, settings
+from merchant_portal.errors import translated
 from merchant_portal.forms import is_whole_number
 from merchant_portal.security import require_role
 from pos import accounts, integrations, network_policy, shop_domains
@@ -98,7 +99,7 @@ def _field_error(exc: PosError) -> dict[str, str]:
     if isinstance(exc, network_policy.AddressRefusedError) and exc.code in URL_ERRORS:
         return {"url": str(URL_ERRORS[exc.code])}
     field = exc.field if isinstance(exc, ValidationError) and exc.field else "form"
-    return {field: str(exc)}
+    return {field: translated(exc)}
 
 
 @bp.get("/")
@@ -132,7 +133,9 @@ def create_key() -> tuple[str, int]:
     raw_rate = request.form.get("rate_limit_per_minute", "").strip()
     try:
         if not is_whole_number(raw_rate):
-            raise ValidationError("the rate limit is a whole number", field="rate_limit_per_minute")
+            raise ValidationError(
+                gettext("the rate limit is a whole number"), field="rate_limit_per_minute"
+            )
         key, token = integrations.create_api_key(
             session,
             _merchant_id(),
@@ -156,7 +159,7 @@ def revoke_key(key_id: int) -> Response:
     key = integrations.get_api_key(session, key_id, _merchant_id())
     integrations.revoke_api_key(session, key, current_user.id)
     session.commit()
-    flash(f"Key {key.prefix} revoked.")
+    flash(gettext("Key %(prefix)s revoked.", prefix=key.prefix))
     return redirect(url_for("integrations.index"))
 
 
@@ -234,7 +237,7 @@ def update_webhook(webhook_id: int) -> Response | tuple[str, int]:
         return _webhook_page(
             integrations.get_webhook(session, webhook_id, _merchant_id()), 400, _field_error(exc)
         )
-    flash("Webhook saved.")
+    flash(gettext("Webhook saved."))
     return redirect(url_for("integrations.webhook", webhook_id=hook.id))
 
 
@@ -245,7 +248,7 @@ def delete_webhook(webhook_id: int) -> Response:
     hook = integrations.get_webhook(session, webhook_id, _merchant_id())
     integrations.delete_webhook(session, hook, current_user.id)
     session.commit()
-    flash("Webhook deleted.")
+    flash(gettext("Webhook deleted."))
     return redirect(url_for("integrations.index"))
 
 
@@ -256,5 +259,5 @@ def redeliver(delivery_id: int) -> Response:
     delivery = integrations.get_delivery(session, delivery_id, _merchant_id())
     integrations.redeliver(session, delivery, _merchant_id(), current_user.id, client_ip())
     session.commit()
-    flash("Queued for redelivery; the worker sends it within seconds.")
+    flash(gettext("Queued for redelivery; the worker sends it within seconds."))
     return redirect(url_for("integrations.webhook", webhook_id=delivery.webhook_id))

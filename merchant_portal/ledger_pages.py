@@ -11,10 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from merchant_portal.forms import BIGINT_MAX, MAX_FORM_TIYN, is_whole_number
+from merchant_portal.labels import format_kzt
 from pos import money
 from pos.errors import ValidationError
 from pos.models import Merchant
@@ -96,26 +98,36 @@ def parse_conversion_form(form: Mapping[str, str]) -> conversions.ConversionRequ
     try:
         method = PaymentMethod(form.get("method", ""))
     except ValueError:
-        raise ValidationError("choose the method: btc or kzte", field="method") from None
+        raise ValidationError(gettext("choose the method: BTC or KZTE"), field="method") from None
     amount_text = form.get("amount_atomic", "").strip()
     if not is_whole_number(amount_text) or int(amount_text) > BIGINT_MAX:
         raise ValidationError(
-            f"{amount_text!r} is not a whole number of {conversions.UNIT[method]}",
+            gettext(
+                "%(text)s is not a whole number of %(unit)s",
+                text=repr(amount_text),
+                unit=conversions.UNIT[method],
+            ),
             field="amount_atomic",
         )
     proceeds_text = form.get("proceeds", "").strip()
     # money.parse_kzt's \d would read '٣' as a digit, and a 5000-digit text crashes int().
     if not proceeds_text.isascii() or len(proceeds_text) > 40:
-        raise ValidationError(f"{proceeds_text!r} is not an amount in tenge", field="proceeds")
+        raise ValidationError(
+            gettext("%(text)s is not an amount in tenge", text=repr(proceeds_text)),
+            field="proceeds",
+        )
     proceeds_tiyn = money.parse_kzt(proceeds_text)
     if proceeds_tiyn > MAX_FORM_TIYN:
         raise ValidationError(
-            f"at most {money.format_kzt(MAX_FORM_TIYN)} ₸ per conversion", field="proceeds"
+            gettext("at most %(amount)s ₸ per conversion", amount=format_kzt(MAX_FORM_TIYN)),
+            field="proceeds",
         )
     reference = form.get("reference", "").strip()
     if not reference:
         # Required here (optional in the CLI): it is what makes a double-submitted form safe.
-        raise ValidationError("the exchange's or bank's reference is required", field="reference")
+        raise ValidationError(
+            gettext("the exchange's or bank's reference is required"), field="reference"
+        )
     return conversions.ConversionRequest(method, int(amount_text), proceeds_tiyn, reference)
 
 
@@ -168,7 +180,7 @@ def balance_groups(session: Session, rows: Sequence[AccountBalance]) -> list[Bal
     groups: list[BalanceGroup] = []
     for row in rows:
         if not groups or groups[-1].merchant_id != row.merchant_id:
-            title = "Zone" if row.merchant_id is None else names.get(row.merchant_id, "?")
+            title = gettext("Zone") if row.merchant_id is None else names.get(row.merchant_id, "?")
             groups.append(BalanceGroup(title, row.merchant_id, []))
         groups[-1].rows.append(row)
     return groups

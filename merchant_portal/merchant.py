@@ -16,6 +16,7 @@ with the wallet that will receive the money.
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import exists, select
@@ -23,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from merchant_portal.context import client_ip, db, settings
+from merchant_portal.errors import translated
 from merchant_portal.forms import (
     field_error,
     form_values,
@@ -45,6 +47,13 @@ from settlement.ledger.reports import METHODS
 bp = Blueprint("merchant", __name__, url_prefix="/merchant")
 
 STEPS = ("profile", "bitcoin", "solana", "policies")
+# The confirmation shown after a step is saved (the page moves on to the next step).
+STEP_SAVED = {
+    "profile": _l("Profile saved."),
+    "bitcoin": _l("Bitcoin account key saved."),
+    "solana": _l("Solana wallet saved."),
+    "policies": _l("Payment policies saved."),
+}
 GAP_SCAN = 500  # how far back the gap check looks; a wallet only needs the top 20
 
 
@@ -129,7 +138,6 @@ def index() -> str:
         addresses=addresses,
         gap=gap,
         gap_limit=bitcoin.GAP_LIMIT,
-        format_kzt=money.format_kzt,
         steps=STEPS,
         board=board,
         chart=chart,
@@ -203,7 +211,6 @@ def _render_step(
         preview=preview or [],
         confirmations=ALLOWED_CONFIRMATIONS,
         network=settings().bitcoin_network.value,
-        format_kzt=money.format_kzt,
     )
 
 
@@ -235,7 +242,8 @@ def save_bank() -> Response | tuple[str, int]:
     merchant = own_merchant()
     session = db()
     form = form_values(BANK_FIELDS)
-    errors = bank_details.field_errors(form["bank_holder"], form["bank_iban"], form["bank_bic"])
+    problems = bank_details.field_problems(form["bank_holder"], form["bank_iban"], form["bank_bic"])
+    errors = {field: translated(exc) for field, exc in problems.items()}
     if not errors:
         try:
             accounts.set_bank_details(
@@ -253,7 +261,7 @@ def save_bank() -> Response | tuple[str, int]:
         session.rollback()
         merchant = own_merchant()
         return _render_step("profile", merchant, errors, {"name": merchant.name, **form}), 400
-    flash("Bank account for payouts saved.")
+    flash(gettext("Bank account for payouts saved."))
     return redirect(url_for("merchant.step", step="profile"))
 
 
@@ -286,7 +294,7 @@ def save_step(step: str) -> Response | tuple[str, int] | str:
                 preview = bitcoin.first_addresses(key.text, settings().bitcoin_network)
                 errors = {}
                 if form["action"] == "save":
-                    errors["confirm"] = "tick the box once the addresses match your wallet"
+                    errors["confirm"] = gettext("tick the box once the addresses match your wallet")
                 session.rollback()
                 status = 400 if errors else 200
                 return _render_step(step, merchant, errors, form, preview), status
@@ -314,13 +322,14 @@ def save_step(step: str) -> Response | tuple[str, int] | str:
         if taken is None:
             raise
         return _render_step(step, own_merchant(), field_error(taken), form), 400
+    flash(str(STEP_SAVED[step]))
     return redirect(_next(step))
 
 
 def _save_profile(merchant: Merchant, form: dict[str, str]) -> None:
     name = form["name"]
     if not 2 <= len(name) <= 120:
-        raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
+        raise ValidationError(gettext("the merchant name needs 2 to 120 characters"), field="name")
     if name != merchant.name:
         _audit("merchant.profile_changed", merchant, {"from": merchant.name, "to": name})
         merchant.name = name
@@ -328,9 +337,13 @@ def _save_profile(merchant: Merchant, form: dict[str, str]) -> None:
 
 def _save_policies(merchant: Merchant, form: dict[str, str]) -> None:
     confirmations = parse_int(
-        form["confirmations_required"], "confirmations_required", 0, 6, "confirmations"
+        form["confirmations_required"],
+        "confirmations_required",
+        0,
+        6,
+        gettext("Confirmations"),
     )
-    expiry = parse_int(form["expiry_minutes"], "expiry_minutes", 1, 1440, "expiry")
+    expiry = parse_int(form["expiry_minutes"], "expiry_minutes", 1, 1440, gettext("The expiry"))
     tolerance_bp = parse_percent_bp(form["tolerance_percent"], "tolerance_bp", 1000)
     # Above the largest invoice a 0-conf limit means nothing; beyond it is a typo (or a 500).
     zero_conf_tiyn = parse_tenge(

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import Blueprint, Response, render_template, request
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import Select, func, or_, select
 
 from merchant_portal.context import db, settings
+from merchant_portal.errors import translated
 from merchant_portal.forms import parse_optional_date, requested_page
 from merchant_portal.security import require_role
 from pos import business_day, csv_safe, invoices, money
@@ -77,21 +79,21 @@ def parse_filter(args: dict[str, str]) -> tuple[InvoiceFilter, dict[str, str]]:
     errors: dict[str, str] = {}
     status = args.get("status", "").strip()
     if status and status not in {s.value for s in InvoiceStatus}:
-        errors["status"] = "unknown status"
+        errors["status"] = gettext("unknown status")
         status = ""
     method = args.get("method", "").strip()
     if method and method not in {m.value for m in PaymentMethod}:
-        errors["method"] = "unknown method"
+        errors["method"] = gettext("unknown method")
         method = ""
     dates: dict[str, date | None] = {}
     for key in ("from", "to"):
         try:
             dates[key] = _parse_date(args.get(key, "").strip(), key)
         except ValidationError as exc:
-            errors[key] = str(exc)
+            errors[key] = translated(exc)
             dates[key] = None
     if dates["from"] and dates["to"] and dates["from"] > dates["to"]:
-        errors["to"] = "the end date is before the start date"
+        errors["to"] = gettext("the end date is before the start date")
     query = args.get("q", "").strip()[:64]
     return InvoiceFilter(status, method, dates["from"], dates["to"], query), errors
 
@@ -133,7 +135,6 @@ def index() -> tuple[str, int]:
         total=total,
         statuses=[s.value for s in InvoiceStatus],
         methods=[m.value for m in PaymentMethod],
-        format_kzt=money.format_kzt,
     ), 400 if errors else 200
 
 
@@ -199,5 +200,4 @@ def detail(invoice_id: str) -> str:
         due=money.format_units(invoice.amount_due_atomic, decimals),
         paid=money.format_units(invoice.amount_paid_atomic, decimals),
         units=lambda atomic: money.format_units(atomic, decimals),
-        format_kzt=money.format_kzt,
     )

@@ -88,7 +88,9 @@ def invite() -> Response | tuple[str, int]:
     password = one_time_password()
     try:
         if len(form["display_name"]) > 120:
-            raise ValidationError("the name is limited to 120 characters", field="display_name")
+            raise ValidationError(
+                gettext("the name is limited to 120 characters"), field="display_name"
+            )
         user = accounts.create_user(
             session,
             form["email"],
@@ -128,7 +130,11 @@ def change_cashier(user_id: int, action: str) -> Response:
         return make_response(_render_cashiers(shown_password=(user.email, password)))
     credentials.set_active(session, user, action == "enable", current_user.id, ip=client_ip())
     session.commit()
-    flash(f"{user.email}: {'enabled' if user.active else 'disabled'}.")
+    flash(
+        gettext("%(email)s: enabled.", email=user.email)
+        if user.active
+        else gettext("%(email)s: disabled.", email=user.email)
+    )
     return redirect(url_for("merchant_staff.cashiers"))
 
 
@@ -148,7 +154,6 @@ def _render_products(
         errors=errors or {},
         error_item_id=error_item_id,
         form=form or {},
-        format_kzt=money.format_kzt,
     )
 
 

@@ -23,6 +23,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
@@ -31,10 +32,12 @@ from werkzeug.wrappers import Response
 from merchant_portal import audit_log
 from merchant_portal.cache_control import no_store
 from merchant_portal.context import db, settings
+from merchant_portal.errors import translated
 from merchant_portal.forms import field_error, form_values, parse_int, requested_page
+from merchant_portal.labels import label
 from merchant_portal.merchant_staff import one_time_password
 from merchant_portal.security import require_role
-from pos import accounts, business_day, csv_safe, money
+from pos import accounts, business_day, csv_safe
 from pos.db import utcnow
 from pos.errors import PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus, Role, SettlementMode
@@ -106,7 +109,6 @@ def index() -> str:
         merchant_statuses=list(MerchantStatus),
         lines=audit_log.recent(session),
         report_links=report_links(),
-        format_kzt=money.format_kzt,
     )
 
 
@@ -134,7 +136,6 @@ def _registry(
         errors=errors or {},
         form=form or {},
         shown_password=shown_password,
-        format_kzt=money.format_kzt,
         settlement_modes=list(SettlementMode),
     )
 
@@ -144,7 +145,7 @@ def _settlement_mode(text: str) -> SettlementMode:
         return SettlementMode(text or SettlementMode.TENGE.value)
     except ValueError:
         raise ValidationError(
-            "choose a settlement mode: tenge or direct", field="settlement_mode"
+            gettext("choose a settlement mode: tenge or direct"), field="settlement_mode"
         ) from None
 
 
@@ -183,7 +184,7 @@ def register() -> Response | tuple[str, int]:
             )
         except ValidationError as exc:
             field = "owner_email" if exc.field == "email" else exc.field
-            raise ValidationError(str(exc), field=field) from None
+            raise ValidationError(translated(exc), field=field) from None
         session.commit()
     except PosError as exc:
         session.rollback()
@@ -202,17 +203,24 @@ def change_settlement(merchant_id: int) -> Response | tuple[str, int]:
     form = form_values(("settlement_mode", "payout_hold_hours"))
     try:
         mode = _settlement_mode(form["settlement_mode"])
-        hours = parse_int(form["payout_hold_hours"], "payout_hold_hours", 0, 720, "the payout hold")
+        hours = parse_int(
+            form["payout_hold_hours"], "payout_hold_hours", 0, 720, gettext("The payout hold")
+        )
         accounts.set_settlement_mode(session, merchant, mode, actor_user_id=current_user.id)
         accounts.set_payout_hold(session, merchant, hours, actor_user_id=current_user.id)
         session.commit()
     except PosError as exc:
         session.rollback()
         field = exc.field if isinstance(exc, ValidationError) and exc.field else "settlement_mode"
-        return _registry({f"{field}-{merchant_id}": str(exc)}), 400
+        return _registry({f"{field}-{merchant_id}": translated(exc)}), 400
     flash(
-        f"{merchant.name}: {mode.value} settlement, payout hold {hours} h; "
-        "applies to invoices created from now on."
+        gettext(
+            "%(name)s: %(mode)s settlement, payout hold %(hours)s h; applies to invoices created "
+            "from now on.",
+            name=merchant.name,
+            mode=label(mode, "settlement"),
+            hours=hours,
+        )
     )
     return redirect(url_for("operator.merchants"))
 
@@ -230,14 +238,23 @@ def change_status(merchant_id: int, action: str) -> Response | tuple[str, int]:
     reason = form["reason"][:500]
     errors: dict[str, str] = {}
     if merchant.status not in allowed_from:
-        errors[f"status-{merchant.id}"] = f"a {merchant.status} merchant cannot be {action}d"
+        refusals = {
+            "approve": gettext("A merchant who is %(state)s cannot be approved."),
+            "suspend": gettext("A merchant who is %(state)s cannot be suspended."),
+            "reactivate": gettext("A merchant who is %(state)s cannot be reactivated."),
+        }
+        errors[f"status-{merchant.id}"] = refusals[action] % {
+            "state": label(merchant.status, "merchant")
+        }
     elif needs_reason and not reason:
-        errors[f"reason-{merchant.id}"] = "give a reason; it is kept in the audit log"
+        errors[f"reason-{merchant.id}"] = gettext("give a reason; it is kept in the audit log")
     if errors:
         return _registry(errors, form), 400
     accounts.set_merchant_status(db(), merchant, target, current_user.id, reason)
     db().commit()
-    flash(f"{merchant.name}: {target.value}.")
+    flash(
+        gettext("%(name)s: %(state)s. Saved.", name=merchant.name, state=label(target, "merchant"))
+    )
     return redirect(url_for("operator.merchants"))
 
 

@@ -8,11 +8,14 @@ feeds show what the worker's `refresh-rates` duty last stored (pos.rate_store).
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from flask import Blueprint, render_template
+from flask_babel import gettext
 from sqlalchemy import select
 
 from merchant_portal.context import coordinator, db, runtime
+from merchant_portal.labels import format_number
 from merchant_portal.security import require_role
 from pos.db import utcnow
 from pos.models import AuditLog
@@ -28,21 +31,21 @@ def age_text(age: timedelta | None) -> str:
         return "—"
     seconds = int(age.total_seconds())
     if seconds < 0:
-        return f"in {-seconds} s"
+        return str(gettext("in %(seconds)d s", seconds=-seconds))
     if seconds < 120:
-        return f"{seconds} s"
+        return str(gettext("%(seconds)d s", seconds=seconds))
     minutes = seconds // 60
     if minutes < 120:
-        return f"{minutes} min"
+        return str(gettext("%(minutes)d min", minutes=minutes))
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return f"{hours} h {minutes:02d} min"
+        return str(gettext("%(hours)d h %(minutes)02d min", hours=hours, minutes=minutes))
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours:02d} h"
+    return str(gettext("%(days)d d %(hours)02d h", days=days, hours=hours))
 
 
 def percent(bp: int | None) -> str:
-    return "—" if bp is None else f"{bp // 100}.{bp % 100:02d} %"
+    return "—" if bp is None else f"{format_number(Decimal(bp).scaleb(-2))} %"
 
 
 @bp.get("/")

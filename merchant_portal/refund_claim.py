@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from merchant_portal.context import db, settings
+from merchant_portal.errors import translated
+from merchant_portal.labels import format_kzt
 from pos import money
 from pos.errors import ValidationError
 from pos.models import Invoice
@@ -29,7 +31,7 @@ def _page(refund: Refund, error: str = "", value: str = "", code: int = 200) -> 
         refund=refund,
         merchant_name=invoice.merchant.name if invoice else "",
         amount=money.format_units(refund.amount_atomic, decimals),
-        amount_kzt=money.format_kzt(refund.amount_tiyn),
+        amount_kzt=format_kzt(refund.amount_tiyn),
         symbol=symbol,
         can_claim=refund.status in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED),
         error=error,
@@ -60,6 +62,6 @@ def claim(token: str) -> tuple[str, int]:
     except (ValidationError, refunds.RefundError) as exc:
         session.rollback()
         refund = refunds.by_token(session, token)
-        return _page(refund, str(exc), value, 422)
+        return _page(refund, translated(exc), value, 422)
     session.commit()
     return _page(refund)

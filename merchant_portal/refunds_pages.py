@@ -13,7 +13,6 @@ from flask_login import current_user
 from merchant_portal.context import db, settings
 from merchant_portal.forms import form_action
 from merchant_portal.security import require_role
-from pos import money
 from pos.errors import PosError, ValidationError
 from settlement.ledger import refunds
 
@@ -32,7 +31,6 @@ def index() -> str:
         "refunds.html",
         rows=rows,
         operator=current_user.role == "operator",
-        kzt=money.format_kzt,
         base=request.host_url.rstrip("/"),
     )
 

@@ -14,15 +14,18 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from merchant_portal import ledger_pages
 from merchant_portal.context import client_ip, db, settings
+from merchant_portal.errors import translated
 from merchant_portal.forms import parse_date, parse_optional_date
+from merchant_portal.labels import format_kzt, format_whole_kzt
 from merchant_portal.security import require_role
-from pos import business_day, money
+from pos import business_day
 from pos.errors import ValidationError
 from pos.models import Merchant, Role
 from settlement.ledger import balances, conversions, payouts, reconcile, reports, statements
@@ -53,7 +56,7 @@ def _csv(table: reports.Table, name: str) -> Response:
 
 
 def _kzt(tiyn: int) -> str:
-    return money.format_kzt(tiyn)
+    return format_kzt(tiyn)
 
 
 def _duration(seconds: int | None) -> str:
@@ -61,7 +64,9 @@ def _duration(seconds: int | None) -> str:
         return "—"
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    if hours:
+        return str(gettext("%(hours)d h %(minutes)02d min", hours=hours, minutes=minutes))
+    return str(gettext("%(minutes)d min %(seconds)02d s", minutes=minutes, seconds=secs))
 
 
 # --- operator: zone dashboard ----------------------------------------------------------------
@@ -75,14 +80,13 @@ def zone() -> str:
     chart = stacked_bars(
         [(d.strftime("%d.%m"), v) for d, v in board.volume_by_day],
         reports.METHODS,
-        lambda tiyn: f"{tiyn // money.TIYN_PER_KZT:,}".replace(",", "\u202f") + " ₸",
+        lambda tiyn: f"{format_whole_kzt(tiyn)} ₸",
     )
     return render_template(
         "reports/zone.html",
         board=board,
         period=period,
         chart=chart,
-        kzt=_kzt,
         duration=_duration,
     )
 
@@ -106,7 +110,7 @@ def _payout_filters() -> tuple[PayoutStatus | None, date | None]:
     try:
         status = None if raw_status is None else PayoutStatus(raw_status)
     except ValueError:
-        raise ValidationError("unknown status or malformed date", field="status") from None
+        raise ValidationError(gettext("Unknown status."), field="status") from None
     return status, parse_optional_date(raw_date, "date")
 
 
@@ -121,7 +125,6 @@ def payout_list() -> str:
         status=status.value if status else "",
         day=day.isoformat() if day else "",
         today=business_day.today().isoformat(),
-        kzt=_kzt,
     )
 
 
@@ -144,7 +147,9 @@ def payout_run() -> ResponseReturnValue:
     session = db()
     created = payouts.run_payouts(session, day)
     session.commit()
-    flash(f"{len(created)} payouts created for {day.isoformat()}")
+    flash(
+        gettext("%(count)d payouts created for %(day)s.", count=len(created), day=day.isoformat())
+    )
     return redirect(url_for("reports.payout_list", date=day.isoformat()))
 
 
@@ -162,10 +167,16 @@ def payout_mark_paid(payout_id: int) -> ResponseReturnValue:
         )
     except PayoutError as exc:
         session.rollback()
-        flash(str(exc))
+        flash(translated(exc))
         return redirect(url_for("reports.payout_list")), 303
     session.commit()
-    flash(f"payout #{payout.id} marked paid ({payout.bank_reference})")
+    flash(
+        gettext(
+            "Payout #%(id)s marked paid (%(reference)s).",
+            id=payout.id,
+            reference=payout.bank_reference,
+        )
+    )
     return redirect(url_for("reports.payout_list")), 303
 
 
@@ -253,7 +264,6 @@ def _conversions_page(
         upload_limit=ledger_pages.CSV_UPLOAD_LIMIT_TEXT,
         error=error,
         form=form or {},
-        kzt=_kzt,
     )
     return page, status
 
@@ -263,7 +273,7 @@ def _refused(error: ValidationError | ConversionError) -> ResponseReturnValue:
     ledger's rules)."""
     db().rollback()
     status = 422 if isinstance(error, ConversionError) else 400
-    return _conversions_page(status, str(error), request.form)
+    return _conversions_page(status, translated(error), request.form)
 
 
 @bp.get("/conversions")
@@ -291,11 +301,21 @@ def conversion_record() -> ResponseReturnValue:
     fx = _kzt(conversion.proceeds_tiyn - conversion.book_value_tiyn)
     if new:
         flash(
-            f"conversion #{conversion.id} recorded: book value "
-            f"{_kzt(conversion.book_value_tiyn)} ₸, fx result {fx} ₸"
+            gettext(
+                "Conversion #%(id)s recorded: book value %(book)s ₸, FX result %(fx)s ₸.",
+                id=conversion.id,
+                book=_kzt(conversion.book_value_tiyn),
+                fx=fx,
+            )
         )
     else:
-        flash(f"conversion #{conversion.id} ({conversion.reference}) was already recorded")
+        flash(
+            gettext(
+                "Conversion #%(id)s (%(reference)s) was already recorded.",
+                id=conversion.id,
+                reference=conversion.reference,
+            )
+        )
     return redirect(url_for("reports.conversion_list")), 303
 
 
@@ -304,7 +324,7 @@ def conversion_record() -> ResponseReturnValue:
 def conversion_import() -> ResponseReturnValue:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return _refused(ValidationError("choose a CSV file to upload", field="file"))
+        return _refused(ValidationError(gettext("choose a CSV file to upload"), field="file"))
     data = upload.stream.read(ledger_pages.CSV_UPLOAD_MAX_BYTES + 1)
     if len(data) > ledger_pages.CSV_UPLOAD_MAX_BYTES:
         return _too_large_page()
@@ -317,8 +337,14 @@ def conversion_import() -> ResponseReturnValue:
         return _refused(exc)  # all or nothing: the lines before the bad one are undone too
     session.commit()
     flash(
-        f"{len(created)} conversions recorded from {upload.filename}; "
-        f"{lines - len(created)} of its {lines} lines were recorded before"
+        gettext(
+            "%(count)d conversions recorded from %(file)s; %(before)d of its %(lines)d lines "
+            "were recorded before.",
+            count=len(created),
+            file=upload.filename,
+            before=lines - len(created),
+            lines=lines,
+        )
     )
     return redirect(url_for("reports.conversion_list")), 303
 
@@ -327,8 +353,11 @@ def _too_large_page() -> ResponseReturnValue:
     db().rollback()
     return _conversions_page(
         413,
-        f"the file is larger than {ledger_pages.CSV_UPLOAD_LIMIT_TEXT}; nothing was recorded. "
-        "Split it into smaller files (a re-import of lines already recorded is safe).",
+        gettext(
+            "the file is larger than %(limit)s; nothing was recorded. Split it into smaller "
+            "files (a re-import of lines already recorded is safe).",
+            limit=ledger_pages.CSV_UPLOAD_LIMIT_TEXT,
+        ),
     )
 
 
@@ -354,7 +383,6 @@ def balance_sheet() -> str:
         "reports/balances.html",
         groups=ledger_pages.balance_groups(session, rows),
         balanced=balances.ledger_balances(session),
-        kzt=_kzt,
     )
 
 

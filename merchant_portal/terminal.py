@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
@@ -17,8 +18,9 @@ from merchant_portal import choice
 from merchant_portal.checkout import checkout_context
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.forms import field_error, form_values, is_whole_number, parse_tenge
+from merchant_portal.labels import format_kzt, label
 from merchant_portal.security import require_role
-from pos import business_day, catalog, invoice_lines, invoices, money
+from pos import business_day, catalog, invoice_lines, invoices
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.settings import Settings
@@ -44,14 +46,18 @@ def available_methods(merchant: Merchant) -> list[str]:
 def validate_price(cfg: Settings, price_tiyn: int) -> None:
     """The invoice service's price rule, checked early for a deferred ("shopper chooses") sale."""
     if price_tiyn <= 0:
-        raise ValidationError("the amount must be more than zero", field="amount")
+        raise ValidationError(gettext("the amount must be more than zero"), field="amount")
     if price_tiyn < cfg.min_invoice_tiyn:
         raise ValidationError(
-            f"the smallest invoice is {money.format_kzt(cfg.min_invoice_tiyn)} ₸", field="amount"
+            gettext(
+                "the smallest invoice is %(amount)s ₸", amount=format_kzt(cfg.min_invoice_tiyn)
+            ),
+            field="amount",
         )
     if price_tiyn > cfg.max_invoice_tiyn:
         raise ValidationError(
-            f"the largest invoice is {money.format_kzt(cfg.max_invoice_tiyn)} ₸", field="amount"
+            gettext("the largest invoice is %(amount)s ₸", amount=format_kzt(cfg.max_invoice_tiyn)),
+            field="amount",
         )
 
 
@@ -124,7 +130,6 @@ def _page(
         today_tiyn=paid_tiyn,
         errors=errors or {},
         form=form or {"tip": "0"},
-        format_kzt=money.format_kzt,
     )
 
 
@@ -162,7 +167,7 @@ def create() -> Response | tuple[str, int]:
     session = db()
     try:
         if form["method"] not in (PaymentMethod.BTC.value, PaymentMethod.KZTE.value, CHOOSE):
-            raise ValidationError("choose BTC or KZTE", field="method")
+            raise ValidationError(gettext("choose BTC or KZTE"), field="method")
         if cart_mode:
             lines = _cart(merchant)
             base_tiyn = sum(line.total_tiyn for line in lines)
@@ -174,14 +179,21 @@ def create() -> Response | tuple[str, int]:
             )
         price_tiyn, tip_tiyn = add_tip(base_tiyn, form["tip"])
         if tip_tiyn:
-            note = f"tip {form['tip']}%: {money.format_kzt(tip_tiyn)} ₸"
+            # Written in the cashier's language: the note is stored with the invoice.
+            note = gettext(
+                "tip %(percent)s%%: %(amount)s ₸", percent=form["tip"], amount=format_kzt(tip_tiyn)
+            )
             description = f"{description} · {note}" if description else note
         description = description[:200]
         if form["method"] == CHOOSE:
             validate_price(settings(), price_tiyn)
             if merchant.status is not MerchantStatus.ACTIVE:
                 raise MerchantNotActiveError(
-                    f"merchant {merchant.name!r} is {merchant.status}; invoices cannot be created"
+                    gettext(
+                        "merchant %(name)s is %(state)s; invoices cannot be created",
+                        name=repr(merchant.name),
+                        state=label(merchant.status, "merchant"),
+                    )
                 )
             token = choice.make_token(merchant.id, price_tiyn, description, current_user.id, lines)
             return redirect(url_for("choice.terminal_wait", t=token))

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from pos import bank_details, chart, shop_domains
 from pos.db import utcnow
 from pos.errors import NotFoundError, ShopSuspendedError, ValidationError
+from pos.i18n import N_
 from pos.methods import bitcoin, kzte
 from pos.models import (
     ALLOWED_CONFIRMATIONS,
@@ -67,7 +68,7 @@ def create_merchant(
     is stored."""
     name = name.strip()
     if not 2 <= len(name) <= 120:
-        raise ValidationError("the merchant name needs 2 to 120 characters", field="name")
+        raise ValidationError(N_("the merchant name needs 2 to 120 characters"), field="name")
     merchant = Merchant(name=name, status=status, settlement_mode=settlement_mode)
     key = bitcoin.parse_account_xpub(btc_xpub, settings.bitcoin_network) if btc_xpub else None
     if solana_wallet:
@@ -87,8 +88,8 @@ def create_merchant(
     return merchant
 
 
-WALLET_TAKEN = "this Solana wallet is already another merchant's payment destination"
-ZONE_WALLET = (
+WALLET_TAKEN = N_("this Solana wallet is already another merchant's payment destination")
+ZONE_WALLET = N_(
     "this is the zone's own KZTE wallet (where `tenge` sales are paid), not a merchant's; "
     "enter your own wallet"
 )
@@ -181,7 +182,7 @@ def set_settlement_mode(
 def get_merchant(session: Session, merchant_id: int) -> Merchant:
     merchant = session.get(Merchant, merchant_id)
     if merchant is None:
-        raise NotFoundError(f"there is no merchant {merchant_id}")
+        raise NotFoundError(N_("there is no merchant %(id)s"), id=merchant_id)
     return merchant
 
 
@@ -190,7 +191,7 @@ def set_payout_hold(
 ) -> None:
     """How long a `tenge` sale waits, final, before it is paid out (0 to 720 hours)."""
     if not 0 <= hours <= 720:
-        raise ValidationError("the payout hold is 0 to 720 hours", field="payout_hold_hours")
+        raise ValidationError(N_("the payout hold is 0 to 720 hours"), field="payout_hold_hours")
     if hours != merchant.payout_hold_hours:
         audit(
             session,
@@ -253,8 +254,10 @@ def set_btc_account_key(
         session.flush()
     elif row.merchant_id != merchant.id:
         raise ValidationError(
-            "this account key is already registered in the zone; export the account key of "
-            "your own wallet",
+            N_(
+                "this account key is already registered in the zone; export the account key of "
+                "your own wallet"
+            ),
             field="btc_xpub",
         )
     merchant.btc_xpub = key.text
@@ -276,21 +279,21 @@ def set_policies(
     if confirmations_required is not None:
         if confirmations_required not in ALLOWED_CONFIRMATIONS:
             raise ValidationError(
-                "confirmations must be 0, 1, 2 or 6", field="confirmations_required"
+                N_("confirmations must be 0, 1, 2 or 6"), field="confirmations_required"
             )
         changes["confirmations_required"] = confirmations_required
     if expiry_minutes is not None:
         if not 1 <= expiry_minutes <= 1440:
-            raise ValidationError("expiry must be 1 to 1440 minutes", field="expiry_minutes")
+            raise ValidationError(N_("expiry must be 1 to 1440 minutes"), field="expiry_minutes")
         changes["expiry_minutes"] = expiry_minutes
     if tolerance_bp is not None:
         if not 0 <= tolerance_bp <= 1000:
-            raise ValidationError("tolerance must be 0 to 10 %", field="tolerance_bp")
+            raise ValidationError(N_("tolerance must be 0 to 10 %"), field="tolerance_bp")
         changes["tolerance_bp"] = tolerance_bp
     if zero_conf_limit_tiyn is not None:
         if zero_conf_limit_tiyn < 0:
             raise ValidationError(
-                "the 0-conf limit cannot be negative", field="zero_conf_limit_tiyn"
+                N_("the 0-conf limit cannot be negative"), field="zero_conf_limit_tiyn"
             )
         changes["zero_conf_limit_tiyn"] = zero_conf_limit_tiyn
     for key, value in changes.items():
@@ -326,7 +329,7 @@ def set_merchant_status(
 def normalize_email(email: str) -> str:
     email = email.strip().lower()
     if not _EMAIL.match(email):
-        raise ValidationError("enter a valid e-mail address", field="email")
+        raise ValidationError(N_("enter a valid e-mail address"), field="email")
     return email
 
 
@@ -359,9 +362,9 @@ def create_user(
         if merchant_id is None:
             raise ValidationError(f"a {role} belongs to a merchant", field="merchant")
         if session.get(Merchant, merchant_id) is None:
-            raise NotFoundError("no such merchant")
+            raise NotFoundError(N_("no such merchant"))
     if session.scalar(select(func.count()).where(User.email == email)):
-        raise EmailInUseError("a user with this e-mail already exists", field="email")
+        raise EmailInUseError(N_("a user with this e-mail already exists"), field="email")
     user = User(
         email=email,
         password_hash=hash_password(password),
@@ -407,6 +410,6 @@ def authenticate(
     ):
         # A suspended merchant's tills are closed (the owner may still sign in). Only someone
         # who knows the password learns it, and "wrong password" would send them guessing.
-        raise ShopSuspendedError("this shop is suspended; its tills are closed")
+        raise ShopSuspendedError(N_("this shop is suspended; its tills are closed"))
     user.last_login_at = now or utcnow()
     return user

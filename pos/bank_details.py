@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 
 KZ_IBAN_LENGTH = 20
 HOLDER_MIN, HOLDER_MAX = 2, 120
@@ -48,31 +49,39 @@ def parse_kz_iban(text: str) -> str:
     """A Kazakhstan IBAN without spaces, upper-case, with valid check digits."""
     iban = _SPACES.sub("", text).upper()
     if not iban:
-        raise ValidationError("enter the account's IBAN (KZ and 18 characters)", field="bank_iban")
+        raise ValidationError(
+            N_("enter the account's IBAN (KZ and 18 characters)"), field="bank_iban"
+        )
     if not _ALNUM.match(iban):
-        raise ValidationError("an IBAN holds only letters and digits", field="bank_iban")
+        raise ValidationError(N_("an IBAN holds only letters and digits"), field="bank_iban")
     if not iban.startswith("KZ"):
         raise ValidationError(
-            "payouts go to accounts in Kazakhstan: the IBAN starts with KZ", field="bank_iban"
+            N_("payouts go to accounts in Kazakhstan: the IBAN starts with KZ"), field="bank_iban"
         )
     if len(iban) != KZ_IBAN_LENGTH:
         raise ValidationError(
-            f"a Kazakhstan IBAN is KZ and 18 characters ({KZ_IBAN_LENGTH} in all); "
-            f"this one has {len(iban)}",
+            N_(
+                "a Kazakhstan IBAN is KZ and 18 characters (%(length)d in all); "
+                "this one has %(count)d"
+            ),
             field="bank_iban",
+            length=KZ_IBAN_LENGTH,
+            count=len(iban),
         )
     if not iban[2:4].isdigit():
         raise ValidationError(
-            "the IBAN's check digits (3rd and 4th characters) must be digits", field="bank_iban"
+            N_("the IBAN's check digits (3rd and 4th characters) must be digits"), field="bank_iban"
         )
     if not _KZ_BBAN.match(iban[4:]):
         raise ValidationError(
-            "after KZ and the check digits comes a 3-digit bank code, then 13 letters or digits",
+            N_(
+                "after KZ and the check digits comes a 3-digit bank code, then 13 letters or digits"
+            ),
             field="bank_iban",
         )
     if iban_mod97(iban) != 1:
         raise ValidationError(
-            "the IBAN's check digits do not match: look for a mistyped character",
+            N_("the IBAN's check digits do not match: look for a mistyped character"),
             field="bank_iban",
         )
     return iban
@@ -82,21 +91,26 @@ def parse_bic(text: str, iban: str | None = None) -> str:
     """An ISO 9362 BIC (8 or 11 characters); for a KZ `iban` the bank must be in Kazakhstan."""
     bic = _SPACES.sub("", text).upper()
     if not bic:
-        raise ValidationError("enter the bank's BIC (SWIFT code)", field="bank_bic")
+        raise ValidationError(N_("enter the bank's BIC (SWIFT code)"), field="bank_bic")
     if len(bic) not in (8, 11):
         raise ValidationError(
-            f"a BIC has 8 or 11 characters; this one has {len(bic)}", field="bank_bic"
+            N_("a BIC has 8 or 11 characters; this one has %(count)d"),
+            field="bank_bic",
+            count=len(bic),
         )
     if not _BIC.match(bic):
         raise ValidationError(
-            "a BIC is 4 letters (bank), 2 letters (country), 2 letters or digits (location) "
-            "and optionally 3 letters or digits (branch), e.g. HSBKKZKX",
+            N_(
+                "a BIC is 4 letters (bank), 2 letters (country), 2 letters or digits (location) "
+                "and optionally 3 letters or digits (branch), e.g. HSBKKZKX"
+            ),
             field="bank_bic",
         )
     if iban is not None and iban.startswith("KZ") and bic[4:6] != "KZ":
         raise ValidationError(
-            f"the BIC's country is {bic[4:6]}, but the IBAN is a Kazakhstan account (KZ)",
+            N_("the BIC's country is %(country)s, but the IBAN is a Kazakhstan account (KZ)"),
             field="bank_bic",
+            country=bic[4:6],
         )
     return bic
 
@@ -106,17 +120,19 @@ def parse_holder(text: str) -> str:
     holder = _SPACES.sub(" ", text).strip()
     if not HOLDER_MIN <= len(holder) <= HOLDER_MAX:
         raise ValidationError(
-            f"the account holder's name needs {HOLDER_MIN} to {HOLDER_MAX} characters",
+            N_("the account holder's name needs %(low)d to %(high)d characters"),
             field="bank_holder",
+            low=HOLDER_MIN,
+            high=HOLDER_MAX,
         )
     if not holder.isprintable():
         raise ValidationError(
-            "the account holder's name holds characters that cannot be printed",
+            N_("the account holder's name holds characters that cannot be printed"),
             field="bank_holder",
         )
     if holder.startswith(_FORMULA_START):
         raise ValidationError(
-            "the account holder's name cannot start with =, +, - or @", field="bank_holder"
+            N_("the account holder's name cannot start with =, +, - or @"), field="bank_holder"
         )
     return holder
 
@@ -128,24 +144,29 @@ def parse_bank_details(holder: str, iban: str, bic: str) -> BankDetails:
     return BankDetails(parsed_holder, parsed_iban, parse_bic(bic, parsed_iban))
 
 
-def field_errors(holder: str, iban: str, bic: str) -> dict[str, str]:
-    """{field: message} for every one of the three that is wrong (empty: all are fine), so a
-    form can show each error beside its field at once."""
-    errors: dict[str, str] = {}
+def field_problems(holder: str, iban: str, bic: str) -> dict[str, ValidationError]:
+    """{field: error} for every one of the three that is wrong (empty: all are fine), so a
+    form can show each error beside its field at once (translated by the portal)."""
+    errors: dict[str, ValidationError] = {}
     parsed_iban: str | None = None
     try:
         parse_holder(holder)
     except ValidationError as exc:
-        errors["bank_holder"] = str(exc)
+        errors["bank_holder"] = exc
     try:
         parsed_iban = parse_kz_iban(iban)
     except ValidationError as exc:
-        errors["bank_iban"] = str(exc)
+        errors["bank_iban"] = exc
     try:
         parse_bic(bic, parsed_iban)
     except ValidationError as exc:
-        errors["bank_bic"] = str(exc)
+        errors["bank_bic"] = exc
     return errors
+
+
+def field_errors(holder: str, iban: str, bic: str) -> dict[str, str]:
+    """`field_problems` as {field: English message}."""
+    return {field: str(exc) for field, exc in field_problems(holder, iban, bic).items()}
 
 
 def mask_iban(iban: str) -> str:

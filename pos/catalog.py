@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from pos import media
 from pos.db import Base, utcnow
 from pos.errors import NotFoundError, ValidationError
+from pos.i18n import N_
 
 MAX_QUANTITY = 999
 MAX_ITEMS_PER_MERCHANT = 200
@@ -71,12 +72,14 @@ def add_item(
     """Add a product; names need 1 to 80 characters and prices must be positive."""
     name = name.strip()
     if not 1 <= len(name) <= 80:
-        raise ValidationError("the product name needs 1 to 80 characters", field="name")
+        raise ValidationError(N_("the product name needs 1 to 80 characters"), field="name")
     if price_tiyn <= 0:
-        raise ValidationError("the price must be more than zero", field="price")
+        raise ValidationError(N_("the price must be more than zero"), field="price")
     if len(list_items(session, merchant_id, active_only=False)) >= MAX_ITEMS_PER_MERCHANT:
         raise ValidationError(
-            f"a catalog holds at most {MAX_ITEMS_PER_MERCHANT} products", field="name"
+            N_("a catalog holds at most %(count)d products"),
+            field="name",
+            count=MAX_ITEMS_PER_MERCHANT,
         )
     item = CatalogItem(
         merchant_id=merchant_id,
@@ -94,7 +97,7 @@ def get_item(session: Session, merchant_id: int, item_id: int) -> CatalogItem:
     """A product of this merchant; another merchant's product is simply not found."""
     item = session.get(CatalogItem, item_id)
     if item is None or item.merchant_id != merchant_id:
-        raise NotFoundError("no such product")
+        raise NotFoundError(N_("no such product"))
     return item
 
 
@@ -143,13 +146,15 @@ def build_cart(session: Session, merchant_id: int, quantities: dict[int, int]) -
         if quantity == 0:
             continue
         if not 0 < quantity <= MAX_QUANTITY:
-            raise ValidationError(f"quantities go from 0 to {MAX_QUANTITY}", field="cart")
+            raise ValidationError(
+                N_("quantities go from 0 to %(count)d"), field="cart", count=MAX_QUANTITY
+            )
         item = session.get(CatalogItem, item_id)
         if item is None or item.merchant_id != merchant_id or not item.active:
-            raise ValidationError("a product in the cart is no longer sold", field="cart")
+            raise ValidationError(N_("a product in the cart is no longer sold"), field="cart")
         lines.append(CartLine(item.id, item.name, quantity, item.price_tiyn))
     if not lines:
-        raise ValidationError("the cart is empty: add at least one product", field="cart")
+        raise ValidationError(N_("the cart is empty: add at least one product"), field="cart")
     return lines
 
 

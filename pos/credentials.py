@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from pos import totp
 from pos.accounts import audit
 from pos.errors import ValidationError
+from pos.i18n import N_
 from pos.models import User
 from pos.password_policy import check_password
 from pos.passwords import hash_password, verify_password
@@ -34,10 +35,10 @@ def change_password(
 ) -> None:
     """The user picks a new password, proving the current one; other sessions end."""
     if not verify_password(user.password_hash, current):
-        raise ValidationError("the current password is wrong", field="current_password")
+        raise ValidationError(N_("the current password is wrong"), field="current_password")
     if current == new:
         raise ValidationError(
-            "choose a password different from the current one", field="new_password"
+            N_("choose a password different from the current one"), field="new_password"
         )
     check_password(new, user.email, field="new_password")
     user.password_hash = hash_password(new)
@@ -103,7 +104,7 @@ def enable_totp(
     scanned; returns the recovery codes (only their hashes are stored)."""
     step = totp.verify(secret, code, None, at)
     if step is None:
-        raise ValidationError("the code does not match; check the phone's clock", field="code")
+        raise ValidationError(N_("the code does not match; check the phone's clock"), field="code")
     codes = totp.new_recovery_codes()
     user.totp_secret = secret
     user.totp_last_step = step
@@ -122,7 +123,7 @@ def enable_totp(
 def disable_totp(session: Session, user: User, password: str, ip: str | None = None) -> None:
     """Turn two-factor sign-in off (the password proves it is the user)."""
     if not verify_password(user.password_hash, password):
-        raise ValidationError("the password is wrong", field="password")
+        raise ValidationError(N_("the password is wrong"), field="password")
     user.totp_secret = None
     user.totp_last_step = None
     user.recovery_code_hashes = []

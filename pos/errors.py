@@ -8,7 +8,20 @@ from __future__ import annotations
 
 
 class PosError(Exception):
-    """Base of every domain error; `str(error)` is a clear, user-facing sentence."""
+    """Base of every domain error; `str(error)` is a clear, user-facing sentence (English).
+
+    A message marked with `pos.i18n.N_` keeps its %-parameters apart (`template`, `params`), so
+    the portal can show it translated: `gettext(error.template) % error.params`.
+    """
+
+    def __init__(self, *args: object, **params: object) -> None:
+        # Extra positional args are kept as Exception keeps them (some subclasses pass a code).
+        message = args[0] if args else ""
+        self.template = message if isinstance(message, str) else str(message)
+        self.params = params
+        if params:
+            args = (self.template % params, *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(PosError):
@@ -18,8 +31,8 @@ class ConfigError(PosError):
 class ValidationError(PosError):
     """Input from a person or a client is malformed; `field` names what to fix."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None, **params: object) -> None:
+        super().__init__(message, **params)
         self.field = field
 
 

@@ -23,6 +23,7 @@ from pos import network_policy
 from pos.accounts import audit
 from pos.db import Base, enum_column, utcnow
 from pos.errors import NotFoundError, PosError, ValidationError
+from pos.i18n import N_
 from pos.settings import Settings
 from pos.states import EventType
 
@@ -162,7 +163,7 @@ def parse_scopes(raw: list[str] | tuple[str, ...]) -> str:
     if unknown:
         raise ValidationError(f"unknown scope {unknown[0]!r}", field="scopes")
     if not raw:
-        raise ValidationError("choose at least one scope", field="scopes")
+        raise ValidationError(N_("choose at least one scope"), field="scopes")
     return " ".join(s.value for s in Scope if s.value in raw)
 
 
@@ -177,7 +178,7 @@ def create_api_key(
     """Create a key; return it with its token, which is never shown again."""
     name = name.strip()
     if not 1 <= len(name) <= 80:
-        raise ValidationError("the key name needs 1 to 80 characters", field="name")
+        raise ValidationError(N_("the key name needs 1 to 80 characters"), field="name")
     if not 1 <= rate_limit_per_minute <= MAX_RATE_LIMIT_PER_MINUTE:
         raise ValidationError(
             f"the rate limit must be 1 to {MAX_RATE_LIMIT_PER_MINUTE} requests a minute",
@@ -210,7 +211,7 @@ def create_api_key(
 def get_api_key(session: Session, key_id: int, merchant_id: int) -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None or key.merchant_id != merchant_id:
-        raise NotFoundError("no such API key")
+        raise NotFoundError(N_("no such API key"))
     return key
 
 
@@ -230,18 +231,20 @@ def revoke_api_key(session: Session, key: ApiKey, actor_user_id: int | None) -> 
 def authenticate_bearer(session: Session, header: str | None) -> ApiKey:
     """The live key named by an `Authorization: Bearer <token>` header, else `ApiAuthError`."""
     if not header:
-        raise ApiAuthError("send your API key as 'Authorization: Bearer <key>'", "missing_api_key")
+        raise ApiAuthError(
+            N_("send your API key as 'Authorization: Bearer <key>'"), "missing_api_key"
+        )
     scheme, _, token = header.strip().partition(" ")
     match = _TOKEN.match(token.strip())
     if scheme.lower() != "bearer" or match is None:
         raise ApiAuthError(
-            "the Authorization header is not a CryptoCity API key", "invalid_api_key"
+            N_("the Authorization header is not a CryptoCity API key"), "invalid_api_key"
         )
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
     if key is None or not hmac.compare_digest(key.secret_sha256, _sha256(token.strip())):
-        raise ApiAuthError("this API key is not valid", "invalid_api_key")
+        raise ApiAuthError(N_("this API key is not valid"), "invalid_api_key")
     if key.revoked_at is not None:
-        raise ApiAuthError("this API key was revoked", "api_key_revoked")
+        raise ApiAuthError(N_("this API key was revoked"), "api_key_revoked")
     return key
 
 
@@ -281,7 +284,7 @@ def parse_event_types(raw: list[str] | tuple[str, ...]) -> str:
     if unknown:
         raise ValidationError(f"unknown event type {unknown[0]!r}", field="event_types")
     if not raw:
-        raise ValidationError("choose at least one event type", field="event_types")
+        raise ValidationError(N_("choose at least one event type"), field="event_types")
     return " ".join(t for t in WEBHOOK_EVENT_TYPES if t in raw)
 
 
@@ -320,7 +323,7 @@ def create_webhook(
 def get_webhook(session: Session, webhook_id: int, merchant_id: int) -> Webhook:
     webhook = session.get(Webhook, webhook_id)
     if webhook is None or webhook.merchant_id != merchant_id:
-        raise NotFoundError("no such webhook")
+        raise NotFoundError(N_("no such webhook"))
     return webhook
 
 
@@ -364,7 +367,7 @@ def get_delivery(session: Session, delivery_id: int, merchant_id: int) -> Webhoo
     delivery = session.get(WebhookDelivery, delivery_id)
     webhook = None if delivery is None else session.get(Webhook, delivery.webhook_id)
     if delivery is None or webhook is None or webhook.merchant_id != merchant_id:
-        raise NotFoundError("no such delivery")
+        raise NotFoundError(N_("no such delivery"))
     return delivery
 
 

@@ -31,6 +31,7 @@ from pos.errors import (
     PaymentMethodUnavailableError,
     ValidationError,
 )
+from pos.i18n import N_
 from pos.methods import bitcoin, kzte
 from pos.models import (
     BtcAccountKey,
@@ -91,14 +92,16 @@ def create_invoice(
     now = now or utcnow()
     merchant = session.get(Merchant, request.merchant_id)
     if merchant is None:
-        raise NotFoundError("no such merchant")
+        raise NotFoundError(N_("no such merchant"))
     if merchant.status is not MerchantStatus.ACTIVE:
         raise MerchantNotActiveError(
-            f"merchant {merchant.name!r} is {merchant.status}; invoices cannot be created"
+            N_("merchant %(name)s is %(state)s; invoices cannot be created"),
+            name=repr(merchant.name),
+            state=merchant.status,
         )
     _check_price(settings, request.price_tiyn)
     if len(request.description) > 200:
-        raise ValidationError("description is limited to 200 characters", field="description")
+        raise ValidationError(N_("description is limited to 200 characters"), field="description")
 
     invoice = Invoice(
         id=new_invoice_id(),
@@ -133,8 +136,10 @@ def create_invoice(
             log.warning("invoice %s: %s taken, allocating again", invoice.id, exc.orig)
             if attempt == ALLOCATION_ATTEMPTS:
                 raise AllocationCollisionError(
-                    "the payment address or reference picked for this invoice is already in "
-                    "use; nothing was created, try again"
+                    N_(
+                        "the payment address or reference picked for this invoice is already in "
+                        "use; nothing was created, try again"
+                    )
                 ) from None
             invoice.id = new_invoice_id()
     _add_event(session, invoice, EventType.CREATED, None, {"price_tiyn": invoice.price_tiyn})
@@ -149,16 +154,18 @@ def _is_allocation_collision(error: IntegrityError) -> bool:
 
 def _check_price(settings: Settings, price_tiyn: int) -> None:
     if price_tiyn <= 0:
-        raise ValidationError("the amount must be more than zero", field="amount")
+        raise ValidationError(N_("the amount must be more than zero"), field="amount")
     if price_tiyn < settings.min_invoice_tiyn:
         raise ValidationError(
-            f"the smallest invoice is {money.format_kzt(settings.min_invoice_tiyn)} ₸",
+            N_("the smallest invoice is %(amount)s ₸"),
             field="amount",
+            amount=money.format_kzt(settings.min_invoice_tiyn),
         )
     if price_tiyn > settings.max_invoice_tiyn:
         raise ValidationError(
-            f"the largest invoice is {money.format_kzt(settings.max_invoice_tiyn)} ₸",
+            N_("the largest invoice is %(amount)s ₸"),
             field="amount",
+            amount=money.format_kzt(settings.max_invoice_tiyn),
         )
 
 
@@ -173,17 +180,17 @@ def _quote_btc(
     if invoice.settlement_mode is SettlementMode.TENGE:
         if not settings.zone_btc_xpub:
             raise PaymentMethodUnavailableError(
-                "the zone has no Bitcoin account key (ZONE_BTC_XPUB); Bitcoin payments are off"
+                N_("the zone has no Bitcoin account key (ZONE_BTC_XPUB); Bitcoin payments are off")
             )
         xpub = settings.zone_btc_xpub
     elif merchant.btc_xpub:
         xpub = merchant.btc_xpub
     else:
-        raise PaymentMethodUnavailableError("this merchant has not set up Bitcoin payments")
+        raise PaymentMethodUnavailableError(N_("this merchant has not set up Bitcoin payments"))
     quote = rates.btc_kzt(now)  # raises RateUnavailableError with a clear message
     due_sat = money.btc_due_sat(invoice.price_tiyn, quote.rate)
     if due_sat < MIN_BTC_DUE_SAT:
-        raise ValidationError("the amount is too small to pay in Bitcoin", field="amount")
+        raise ValidationError(N_("the amount is too small to pay in Bitcoin"), field="amount")
     # Atomic index allocation, per account key: concurrent invoices never share an address.
     if invoice.settlement_mode is SettlementMode.TENGE:
         key_id = _zone_key_id(session, xpub)  # one zone-wide index for every tenge merchant
@@ -221,7 +228,7 @@ def _account_key_id(session: Session, merchant: Merchant, xpub: str) -> int:
             session.add(row)
     except IntegrityError:
         raise PaymentMethodUnavailableError(
-            "this merchant's Bitcoin account key is registered to another merchant"
+            N_("this merchant's Bitcoin account key is registered to another merchant")
         ) from None
     return row.id
 
@@ -232,7 +239,7 @@ def _zone_key_id(session: Session, xpub: str) -> int:
     row = session.scalar(select(BtcAccountKey).where(BtcAccountKey.identity == identity))
     if row is not None and row.merchant_id is not None:
         raise PaymentMethodUnavailableError(
-            "ZONE_BTC_XPUB is a merchant's registered account key; the zone needs its own"
+            N_("ZONE_BTC_XPUB is a merchant's registered account key; the zone needs its own")
         )
     if row is not None:
         return row.id
@@ -269,13 +276,13 @@ def _quote_kzte(
     if invoice.settlement_mode is SettlementMode.TENGE:
         if not settings.zone_kzte_wallet:
             raise PaymentMethodUnavailableError(
-                "the zone has no KZTE wallet (ZONE_KZTE_WALLET); KZTE payments are off"
+                N_("the zone has no KZTE wallet (ZONE_KZTE_WALLET); KZTE payments are off")
             )
         recipient = settings.zone_kzte_wallet  # the reference tells the invoices apart
     elif merchant.solana_wallet:
         recipient = merchant.solana_wallet
     else:
-        raise PaymentMethodUnavailableError("this merchant has not set up KZTE payments")
+        raise PaymentMethodUnavailableError(N_("this merchant has not set up KZTE payments"))
     zone_wallet_owner = (
         session.scalar(
             select(Merchant.id).where(Merchant.solana_wallet == settings.zone_kzte_wallet)
@@ -287,11 +294,11 @@ def _quote_kzte(
         # Set before the checks existed, or ZONE_KZTE_WALLET changed since: whose payment a
         # transfer to it is could not be told, so neither side's KZTE invoices are made.
         raise PaymentMethodUnavailableError(
-            "ZONE_KZTE_WALLET is a merchant's registered wallet; the zone needs its own"
+            N_("ZONE_KZTE_WALLET is a merchant's registered wallet; the zone needs its own")
         )
     if not settings.kzte_mint:
         raise PaymentMethodUnavailableError(
-            "KZTE is not configured in this zone (KZTE_MINT is not set)"
+            N_("KZTE is not configured in this zone (KZTE_MINT is not set)")
         )
     _lock_rate(invoice, rates.kzte_kzt(now))  # raises KzteDepegError while KZTE is depegged
     invoice.amount_due_atomic = money.kzte_due_base_units(
@@ -403,9 +410,11 @@ def mark(
 ) -> InvoiceEvent:
     """A person settles or invalidates an invoice by hand, with a reason kept in the event."""
     if target not in (InvoiceStatus.SETTLED, InvoiceStatus.INVALID):
-        raise ValidationError("an invoice can only be marked settled or invalid", field="status")
+        raise ValidationError(
+            N_("an invoice can only be marked settled or invalid"), field="status"
+        )
     if not reason.strip():
-        raise ValidationError("a reason is required", field="reason")
+        raise ValidationError(N_("a reason is required"), field="reason")
     # What was paid at the mark is what a marked settlement books, whatever arrives later.
     data = {"reason": reason, "by_user_id": user_id, "paid_atomic": invoice.amount_paid_atomic}
     event = change_status(session, invoice, target, data)
@@ -498,7 +507,7 @@ def get_invoice(session: Session, invoice_id: str, merchant_id: int | None = Non
     """An invoice by id; with `merchant_id`, another merchant's invoice is simply not found."""
     invoice = session.get(Invoice, invoice_id)
     if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
-        raise NotFoundError("no such invoice")
+        raise NotFoundError(N_("no such invoice"))
     return invoice
 
 

@@ -13,6 +13,7 @@ import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 
 TIYN_PER_KZT = 100
 SAT_PER_BTC = 100_000_000
@@ -31,9 +32,12 @@ def parse_kzt(text: str) -> int:
     match = _KZT_INPUT.match(cleaned)
     if match is None:
         raise ValidationError(
-            f"{text!r} is not an amount in tenge; use digits with at most two decimals, "
-            "e.g. 2500 or 2500.50",
+            N_(
+                "%(text)s is not an amount in tenge; use digits with at most two decimals, "
+                "e.g. 2500 or 2500.50"
+            ),
             field="amount",
+            text=repr(text),
         )
     whole = int(re.sub(r"\D", "", match["whole"]))
     frac = (match["frac"] or "").ljust(2, "0")

@@ -13,6 +13,7 @@ from enum import Enum
 from embit import base58
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 from pos.methods.kzte import parse_pubkey
 from pos.settings import BitcoinNetwork
 
@@ -268,8 +269,10 @@ def parse_kzte_refund_wallet(text: str, *, mint: str | None) -> str:
     address = str(key)
     if mint is not None and address == str(parse_pubkey(mint, field="mint")):
         raise ValidationError(
-            "this is the address of the KZTE token itself, not a wallet; enter your wallet's "
-            "address",
+            N_(
+                "this is the address of the KZTE token itself, not a wallet; enter your wallet's "
+                "address"
+            ),
             field=WALLET_FIELD,
         )
     if address in _PROGRAM_IDS:
@@ -280,8 +283,10 @@ def parse_kzte_refund_wallet(text: str, *, mint: str | None) -> str:
         )
     if not key.is_on_curve():
         raise ValidationError(
-            "this is not a wallet address (it is a program-derived address, for example a "
-            "token account); enter your wallet's own address",
+            N_(
+                "this is not a wallet address (it is a program-derived address, for example a "
+                "token account); enter your wallet's own address"
+            ),
             field=WALLET_FIELD,
         )
     return address
@@ -296,7 +301,7 @@ def kzte_refund_token_account(wallet: str, mint: str, token_program: str = TOKEN
     """
     if token_program not in (TOKEN_PROGRAM, TOKEN_2022_PROGRAM):
         raise ValidationError(
-            "the token program must be SPL Token or Token-2022", field="token_program"
+            N_("the token program must be SPL Token or Token-2022"), field="token_program"
         )
     owner = parse_kzte_refund_wallet(wallet, mint=mint)
     return associated_token_address(owner, str(parse_pubkey(mint, field="mint")), token_program)

@@ -12,6 +12,7 @@ import re
 from urllib.parse import urlsplit
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 
 MAX_DOMAINS = 10
 MAX_URL_LENGTH = 500
@@ -25,7 +26,9 @@ def _hostname(text: str, field: str) -> str:
     try:
         ascii_name = name.encode("idna").decode("ascii")
     except UnicodeError:
-        raise ValidationError(f"{text!r} is not a domain name", field=field) from None
+        raise ValidationError(
+            N_("%(text)s is not a domain name"), field=field, text=repr(text)
+        ) from None
     labels = ascii_name.split(".")
     if (
         len(ascii_name) > 253
@@ -34,8 +37,9 @@ def _hostname(text: str, field: str) -> str:
         or labels[-1].isdigit()  # an IP address is not a shop's domain
     ):
         raise ValidationError(
-            f"{text!r} is not a domain name (like shop.example.kz, without https:// or a path)",
+            N_("%(text)s is not a domain name (like shop.example.kz, without https:// or a path)"),
             field=field,
+            text=repr(text),
         )
     return ascii_name
 
@@ -48,7 +52,9 @@ def parse_domains(text: str) -> list[str]:
         if item and (name := _hostname(item, "shop_domains")) not in found:
             found.append(name)
     if len(found) > MAX_DOMAINS:
-        raise ValidationError(f"list at most {MAX_DOMAINS} shop domains", field="shop_domains")
+        raise ValidationError(
+            N_("list at most %(count)d shop domains"), field="shop_domains", count=MAX_DOMAINS
+        )
     return found
 
 

@@ -15,6 +15,7 @@ from embit import script as btc_script
 from embit.networks import NETWORKS
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 from pos.money import SAT_PER_BTC, format_units
 from pos.settings import BitcoinNetwork
 
@@ -70,18 +71,22 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
     """Validate a merchant's BIP84 account public key for `network`; precise errors otherwise."""
     cleaned = text.strip()
     if not cleaned:
-        raise ValidationError("paste the account public key (zpub or vpub)", field="btc_xpub")
+        raise ValidationError(N_("paste the account public key (zpub or vpub)"), field="btc_xpub")
     try:
         raw = base58.decode_check(cleaned)
     except (ValueError, IndexError):
         raise ValidationError(
-            "this is not a valid extended public key: its checksum does not match "
-            "(a character was probably mistyped or cut off)",
+            N_(
+                "this is not a valid extended public key: its checksum does not match "
+                "(a character was probably mistyped or cut off)"
+            ),
             field="btc_xpub",
         ) from None
     if len(raw) != 78:
         raise ValidationError(
-            f"an extended key is 78 bytes; this one decodes to {len(raw)}", field="btc_xpub"
+            N_("an extended key is 78 bytes; this one decodes to %(count)d"),
+            field="btc_xpub",
+            count=len(raw),
         )
     version = raw[:4]
     if version not in _VERSIONS:
@@ -92,9 +97,12 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
     kind, is_private, testnet_family = _VERSIONS[version]
     if is_private:
         raise ValidationError(
-            f"this is an extended PRIVATE key ({kind}). Never share it with anyone; "
-            "CryptoCity Pay only needs the account's public key (zpub/vpub)",
+            N_(
+                "this is an extended PRIVATE key (%(kind)s). Never share it with anyone; "
+                "CryptoCity Pay only needs the account's public key (zpub/vpub)"
+            ),
             field="btc_xpub",
+            kind=kind,
         )
     if kind not in _ACCEPTED_KINDS:
         raise ValidationError(
@@ -113,9 +121,12 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
     depth = raw[4]
     if depth != BIP84_ACCOUNT_DEPTH:
         raise ValidationError(
-            f"this key is at depth {depth}; export the account key m/84'/coin'/account' "
-            "(depth 3) from your wallet",
+            N_(
+                "this key is at depth %(depth)d; export the account key m/84'/coin'/account' "
+                "(depth 3) from your wallet"
+            ),
             field="btc_xpub",
+            depth=depth,
         )
     try:
         bip32.HDKey.parse(raw)
@@ -141,7 +152,7 @@ def _receive_chain(xpub: str) -> bip32.HDKey:
 def derive_address(xpub: str, index: int, network: BitcoinNetwork) -> str:
     """The P2WPKH receive address at `index` (m/84'/c'/a'/0/index)."""
     if not 0 <= index < 2**31:
-        raise ValidationError("address index out of range", field="index")
+        raise ValidationError(N_("address index out of range"), field="index")
     child = _receive_chain(xpub).derive([index])
     return str(btc_script.p2wpkh(child.key).address(NETWORKS[_EMBIT_NETWORK[network]]))
 

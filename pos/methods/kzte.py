@@ -8,6 +8,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from pos.errors import ValidationError
+from pos.i18n import N_
 from pos.money import format_units
 
 
@@ -15,12 +16,14 @@ def parse_pubkey(text: str, field: str = "solana_wallet") -> Pubkey:
     """A base58 32-byte public key, or a clear `ValidationError`."""
     cleaned = text.strip()
     if not cleaned:
-        raise ValidationError("a Solana address is required", field=field)
+        raise ValidationError(N_("a Solana address is required"), field=field)
     try:
         return Pubkey.from_string(cleaned)
     except ValueError:
         raise ValidationError(
-            f"{cleaned!r} is not a Solana address (base58, 32 bytes)", field=field
+            N_("%(text)s is not a Solana address (base58, 32 bytes)"),
+            field=field,
+            text=repr(cleaned),
         ) from None
 
 
@@ -78,19 +81,25 @@ def parse_wallet(text: str, mint: str | None = None) -> str:
     address = str(key)
     if address in KNOWN_PROGRAM_IDS:
         raise ValidationError(
-            "this address is a Solana program or system account, not a wallet; enter your "
-            "wallet's own address",
+            N_(
+                "this address is a Solana program or system account, not a wallet; enter your "
+                "wallet's own address"
+            ),
             field="solana_wallet",
         )
     if mint and address == mint:
         raise ValidationError(
-            "this address is the KZTE token mint, not a wallet; enter your wallet's own address",
+            N_(
+                "this address is the KZTE token mint, not a wallet; enter your wallet's own address"
+            ),
             field="solana_wallet",
         )
     if not key.is_on_curve():
         raise ValidationError(
-            "this address is not a wallet (it is off the ed25519 curve, e.g. a program-derived "
-            "address); enter the wallet's own address",
+            N_(
+                "this address is not a wallet (it is off the ed25519 curve, e.g. a program-derived "
+                "address); enter the wallet's own address"
+            ),
             field="solana_wallet",
         )
     return address

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from pos import accounts, chart, money
 from pos.chart import LedgerAccount
 from pos.db import utcnow
+from pos.i18n import N_
 from pos.states import PaymentMethod
 from settlement.ledger.balances import SIGNED_ATOMIC, SIGNED_TIYN
 from settlement.ledger.errors import ConversionError
@@ -67,11 +68,11 @@ def record(
     method = request.method
     reference = (request.reference or "").strip() or None
     if request.amount_atomic <= 0:
-        raise ConversionError("the amount converted must be more than zero")
+        raise ConversionError(N_("the amount converted must be more than zero"))
     if request.proceeds_tiyn < 0:
-        raise ConversionError("the proceeds cannot be negative")
+        raise ConversionError(N_("the proceeds cannot be negative"))
     if reference is not None and len(reference) > 100:
-        raise ConversionError("the reference is at most 100 characters")
+        raise ConversionError(N_("the reference is at most 100 characters"))
     if reference is not None:
         earlier = session.scalar(select(Conversion).where(Conversion.reference == reference))
         if earlier is not None:
@@ -98,7 +99,7 @@ def record(
         )
     book = book_value_tiyn(balance_tiyn, balance_atomic, request.amount_atomic)
     if book <= 0:
-        raise ConversionError("that amount is worth less than a tiyn at book value")
+        raise ConversionError(N_("that amount is worth less than a tiyn at book value"))
     conversion = Conversion(
         method=method.value,
         amount_atomic=request.amount_atomic,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from pos import accounts, business_day, chart, money
 from pos.db import utcnow
+from pos.i18n import N_
 from pos.models import Merchant, SettlementMode
 from settlement.ledger.balances import SIGNED_TIYN
 from settlement.ledger.errors import LedgerError
@@ -113,7 +114,7 @@ def mark_paid(
     now = now or utcnow()
     reference = bank_reference.strip()
     if not reference or len(reference) > 100:
-        raise FeeInvoiceError("the bank reference is required (at most 100 characters)")
+        raise FeeInvoiceError(N_("the bank reference is required (at most 100 characters)"))
     bill = session.get(FeeInvoice, fee_invoice_id)
     if bill is None or (merchant_id is not None and bill.merchant_id != merchant_id):
         raise FeeInvoiceError(f"there is no fee invoice {fee_invoice_id}")

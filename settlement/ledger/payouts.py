@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from pos import accounts, business_day, chart, csv_safe, money
 from pos.db import utcnow
+from pos.i18n import N_
 from pos.models import Merchant
 from settlement.ledger.balances import SIGNED_TIYN
 from settlement.ledger.errors import PayoutError, PayoutNotFoundError
@@ -240,7 +241,7 @@ def mark_paid(
     now = now or utcnow()
     reference = bank_reference.strip()
     if not reference or len(reference) > 100:
-        raise PayoutError("the bank reference is required (at most 100 characters)")
+        raise PayoutError(N_("the bank reference is required (at most 100 characters)"))
     payout = get_payout(session, payout_id)
     if payout.status is PayoutStatus.PAID:
         raise PayoutError(

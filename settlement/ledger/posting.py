@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from pos import chart, money
 from pos.chart import LedgerAccount
+from pos.i18n import N_
 from pos.models import Invoice
 from pos.settings import Settings
 from pos.states import PaymentMethod
@@ -190,9 +191,9 @@ def conversion_legs(
 def check_balanced(legs: Sequence[Leg]) -> None:
     """Raise `UnbalancedPostingError` unless debits equal credits over positive legs."""
     if len(legs) < 2:
-        raise UnbalancedPostingError("a posting needs at least two legs")
+        raise UnbalancedPostingError(N_("a posting needs at least two legs"))
     if any(leg.amount_tiyn <= 0 for leg in legs):
-        raise UnbalancedPostingError("every ledger entry amount must be positive")
+        raise UnbalancedPostingError(N_("every ledger entry amount must be positive"))
     debits = sum(leg.amount_tiyn for leg in legs if leg.side is Side.DEBIT)
     credits = sum(leg.amount_tiyn for leg in legs if leg.side is Side.CREDIT)
     if debits != credits:

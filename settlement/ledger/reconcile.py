@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from pos import chart
 from pos.errors import PosError
+from pos.i18n import N_
 from pos.models import Invoice, Payment, PaymentStatus, SettlementMode
 from pos.settings import Settings
 from pos.states import InvoiceStatus, PaymentMethod
@@ -256,13 +257,13 @@ def reconcile(
         result.cleared_tiyn += got
         cause = ""
         if got < expected:
-            cause = "a final payment is not booked yet (is the worker's ledger duty running?)"
+            cause = N_("a final payment is not booked yet (is the worker's ledger duty running?)")
         elif got > expected:
-            cause = "a payment that is no longer final is still booked"
+            cause = N_("a payment that is no longer final is still booked")
         elif unallocated < 0:
-            cause = "marked settled for more than its final payments received"
+            cause = N_("marked settled for more than its final payments received")
         elif any(v == 0 for v in values):
-            cause = "a final payment worth less than 1 tiyn at the locked rate: not booked"
+            cause = N_("a final payment worth less than 1 tiyn at the locked rate: not booked")
         if cause:
             result.differences.append(
                 InvoiceDifference(

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from pos import accounts, chart, refund_destinations
 from pos.db import utcnow
+from pos.i18n import N_
 from pos.models import Invoice, SettlementMode
 from pos.settings import Settings
 from pos.states import PaymentMethod
@@ -90,7 +91,7 @@ def create(
         raise RefundError(f"invoice {invoice_id} owes back at most {owed_atomic} atomic units")
     tiyn = owed_tiyn if atomic == owed_atomic else owed_tiyn * atomic // owed_atomic
     if tiyn <= 0:
-        raise RefundError("that part is worth less than a tiyn; refund more of it")
+        raise RefundError(N_("that part is worth less than a tiyn; refund more of it"))
     refund = Refund(
         token=secrets.token_urlsafe(24),
         invoice_id=invoice.id,
@@ -118,7 +119,7 @@ def create(
 def by_token(session: Session, token: str) -> Refund:
     refund = session.scalar(select(Refund).where(Refund.token == token)) if token else None
     if refund is None:
-        raise RefundError("this refund link is not valid")
+        raise RefundError(N_("this refund link is not valid"))
     return refund
 
 
@@ -169,16 +170,16 @@ def record_sent(
     if refund.method == PaymentMethod.BTC.value:
         cleaned = cleaned.lower()
         if not _BTC_TXID.match(cleaned):
-            raise RefundError("a Bitcoin txid is 64 hexadecimal characters")
+            raise RefundError(N_("a Bitcoin txid is 64 hexadecimal characters"))
     else:
         from solders.signature import Signature
 
         try:
             Signature.from_string(cleaned)
         except ValueError:
-            raise RefundError("that is not a Solana transaction signature") from None
+            raise RefundError(N_("that is not a Solana transaction signature")) from None
     if session.scalar(select(Refund.id).where(Refund.txid == cleaned, Refund.id != refund.id)):
-        raise RefundError("that transaction is already recorded for another refund")
+        raise RefundError(N_("that transaction is already recorded for another refund"))
     refund.txid, refund.status, refund.sent_at = cleaned, RefundStatus.SENT, utcnow()
     refund.search_from_height, refund.problem = search_from_height, None
     accounts.audit(

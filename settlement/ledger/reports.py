@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from pos import business_day, csv_safe
 from pos.errors import ValidationError
+from pos.i18n import N_
 from pos.models import Invoice, Merchant
 from pos.states import InvoiceStatus, PaymentMethod
 from settlement.ledger.models import (
@@ -72,7 +73,7 @@ def parse_range(
     last = _parse_date(end, "to") if end else today
     first = _parse_date(start, "from") if start else last - timedelta(days=default_days - 1)
     if first > last:
-        raise ValidationError("the start date is after the end date", field="from")
+        raise ValidationError(N_("the start date is after the end date"), field="from")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
         raise ValidationError(f"a report covers at most {MAX_RANGE_DAYS} days", field="from")
     return DateRange(first, last)

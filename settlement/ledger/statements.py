@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from pos import business_day, chart
 from pos.errors import NotFoundError
+from pos.i18n import N_
 from pos.models import Merchant, SettlementMode
 from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
 from settlement.ledger.posting import payable_account
@@ -132,7 +133,7 @@ def merchant_statement(session: Session, merchant_id: int, period: DateRange) ->
     """Opening balance, every entry of the period with a running balance, closing balance."""
     merchant = session.get(Merchant, merchant_id)
     if merchant is None:
-        raise NotFoundError("no such merchant")
+        raise NotFoundError(N_("no such merchant"))
     direct = merchant.settlement_mode is SettlementMode.DIRECT
     account = chart.fees_due(merchant_id) if direct else payable_account(merchant_id)
     sign = 1 if direct else -1  # fees_due is an asset (debits), the payable a liability

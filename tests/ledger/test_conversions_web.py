@@ -20,7 +20,6 @@ from werkzeug.test import TestResponse
 
 from merchant_portal.local_time import localtime
 from pos.models import AuditLog, Role
-from pos.money import format_kzt
 from pos.runtime import Runtime
 from pos.states import PaymentMethod
 from settlement.ledger import cli, conversions
@@ -98,7 +97,7 @@ def test_record_at_a_gain_moves_the_balances(ops: FlaskClient, session: Session)
     assert before["zone:clearing:kzte"]["balance_atomic"] == str(3500 * KZTE)
     assert before["zone:bank"]["balance_tiyn"] == "0"
     page = ops.get("/reports/conversions").get_data(as_text=True)
-    assert "3\u202f500.00" in page and "1.00 ₸ per KZTE" in page  # clearing and its rate
+    assert "3,500.00" in page and "1.00 ₸ per KZTE" in page  # clearing and its rate
     assert "method,amount_atomic,proceeds_tiyn,reference\nbtc,5382,250110,EXMO" in page
 
     response = ops.post(
@@ -113,7 +112,7 @@ def test_record_at_a_gain_moves_the_balances(ops: FlaskClient, session: Session)
     )
     assert response.status_code == 303 and response.location.endswith("/reports/conversions")
     page = ops.get("/reports/conversions").get_data(as_text=True)
-    assert "book value 1\u202f000.00 ₸, fx result 1.50 ₸" in page  # the flash message
+    assert "book value 1,000.00 ₸, FX result 1.50 ₸" in page  # the flash message
     conversion = session.scalars(select(Conversion)).one()
     assert (conversion.book_value_tiyn, conversion.proceeds_tiyn) == (100_000, 100_150)
     assert localtime(conversion.created_at) in page and "BANK-0001" in page
@@ -124,7 +123,7 @@ def test_record_at_a_gain_moves_the_balances(ops: FlaskClient, session: Session)
     assert after["zone:bank"]["balance_tiyn"] == "100150"
     assert after["zone:fx_result"]["balance_tiyn"] == "150"
     sheet = ops.get("/reports/balances").get_data(as_text=True)
-    assert "1\u202f001.50" in sheet and "Debits equal credits: yes" in sheet
+    assert "1,001.50" in sheet and "Debits equal credits: yes" in sheet
     audit = session.scalars(select(AuditLog).where(AuditLog.action == "conversion.recorded")).one()
     assert audit.actor_user_id is not None
 
@@ -337,7 +336,7 @@ def test_balances_page_groups_zone_then_merchants(ops: FlaskClient, world: dict[
     shop_at, other_at = html.index("Shop A"), html.index("Shop B")
     assert zone_at < shop_at < other_at  # zone first, then merchants in id order
     assert f"merchant:{world['shop']}:payable" in html
-    assert "990.00" in html and "2\u202f475.00" in html  # each shop's payable, net of 1 %
+    assert "990.00" in html and "2,475.00" in html  # each shop's payable, net of 1 %
     assert "Debits equal credits: yes" in html
 
 
@@ -351,4 +350,5 @@ def test_weighted_average_rate_of_btc(
     assert sat == invoice.amount_due_atomic and tiyn > 0
     rate = (Decimal(tiyn) * 100_000_000 / sat).quantize(Decimal(1), ROUND_HALF_UP)
     page = ops.get("/reports/conversions").get_data(as_text=True)
-    assert f"{format_kzt(int(rate))} ₸ per BTC" in page
+    whole, tiyn_part = divmod(int(rate), 100)  # the English page groups with commas
+    assert f"{whole:,}.{tiyn_part:02d} ₸ per BTC" in page

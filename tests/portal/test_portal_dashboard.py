@@ -135,7 +135,7 @@ def test_the_dashboard_shows_today_week_and_month(
     for period in ("today", "week", "month"):
         row = page.split(f'id="total-{period}"')[1].split("</tr>")[0]
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
-        assert cells == ["2", "4\u202f300.00", _kzt(fees), _kzt(sold - fees)]
+        assert cells == ["2", "4,300.00", _kzt(fees), _kzt(sold - fees)]
     pending = page.split('id="pending-payout"')[1].split("</div>")[0]
     assert _kzt(sold - fees) + " ₸" in pending  # nothing paid out yet
     refunds = page.split('id="refunds-due"')[1].split("</div>")[0]
@@ -143,20 +143,18 @@ def test_the_dashboard_shows_today_week_and_month(
     # Per cashier and per product (this month by default).
     cashiers = page.split('id="cashier-table"')[1].split("</table>")[0]
     assert "cashier@a.test" in cashiers and "owner@a.test" in cashiers
-    assert "3\u202f300.00" in cashiers and "1\u202f000.00" in cashiers
+    assert "3,300.00" in cashiers and "1,000.00" in cashiers
     products = page.split('id="product-table"')[1].split("</table>")[0]
-    assert re.search(
-        r"Coffee</td><td class=\"num\">2</td><td class=\"num\">1\u202f800.00", products
-    )
+    assert re.search(r"Coffee</td><td class=\"num\">2</td><td class=\"num\">1,800.00", products)
     assert "=Cake" in products
     # Another shop's sales and names never show.
-    assert "Their tea" not in page and "cashier@b.test" not in page and "1\u202f665.00" not in page
+    assert "Their tea" not in page and "cashier@b.test" not in page and "1,665.00" not in page
 
 
 def _kzt(tiyn: int) -> str:
-    from pos.money import format_kzt
-
-    return format_kzt(tiyn)
+    """Tenge as the English page shows them: 430000 -> '4,300.00'."""
+    whole, frac = divmod(abs(tiyn), 100)
+    return f"{'-' if tiyn < 0 else ''}{whole:,}.{frac:02d}"
 
 
 def test_the_chart_is_inline_svg_with_a_title_a_description_and_a_table(
@@ -169,7 +167,7 @@ def test_the_chart_is_inline_svg_with_a_title_a_description_and_a_table(
     assert 'class="bar bar-kzte"' in svg  # today's KZTE sales draw a bar
     assert "<script" not in page.split('id="sales-chart"')[1].split("</section>")[0]
     table = page.split('id="chart-table"')[1].split("</table>")[0]
-    assert "4\u202f300.00" in table  # today's row carries the day's total
+    assert "4,300.00" in table  # today's row carries the day's total
 
 
 def test_the_csv_exports_carry_exact_tenge_and_only_our_merchant(
@@ -182,7 +180,7 @@ def test_the_csv_exports_carry_exact_tenge_and_only_our_merchant(
     assert summary["today"]["sales_kzt"] == "4300.00"
     fees = _fee(2 * COFFEE + CAKE, runtime) + _fee(100_000, runtime)
     assert summary["month"]["fees_tiyn"] == str(fees)
-    assert summary["month"]["net_kzt"] == _kzt(430_000 - fees).replace("\u202f", "")
+    assert summary["month"]["net_kzt"] == _kzt(430_000 - fees).replace(",", "")
     cashiers = _csv(owner, "/merchant/dashboard/cashiers.csv?period=today")
     assert {r["cashier"]: r["sales_kzt"] for r in cashiers} == {
         "cashier@a.test": "3300.00",
@@ -319,7 +317,7 @@ def test_a_direct_merchant_sees_fees_due_instead_of_a_payout(
     row = page.split('id="total-today"')[1].split("</tr>")[0]
     assert re.findall(r'<td class="num">([^<]*)</td>', row) == [
         "1",
-        "2\u202f000.00",
+        "2,000.00",
         _kzt(fee),
         _kzt(200_000 - fee),
     ]

@@ -1,0 +1,197 @@
+"""Words and numbers for people: translated labels of stored identifiers, and amounts in the
+reader's language.
+
+Pages never print a raw identifier such as `settled` or `paid_over`: `{{ value | label('flag') }}`
+looks it up in one table per kind of value (the identifier stays in CSS classes, CSV files and
+the API). An identifier missing from its table is shown as it is, and the portal tests fail on it.
+
+Amounts are integers in tiyn and are formatted exactly (through `Decimal`, never `float`) with
+the locale's symbols: `2,500.00` in English, `2 500,00` in Russian and Kazakh (a no-break space
+groups the thousands, so an amount never wraps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from babel.numbers import format_decimal
+from flask import Flask, has_request_context
+from flask_babel import LazyString, get_locale
+from flask_babel import lazy_pgettext as _lp
+
+from pos import money
+from pos.models import MerchantStatus, Role, SettlementMode
+from pos.states import InvoiceStatus
+
+# (kind, identifier) -> label; the kind is also the gettext context, because one English word
+# ("paid", "pending") is a different Russian or Kazakh word for an invoice, a payout or a bill.
+LABELS: Mapping[str, Mapping[str, LazyString]] = {
+    "flag": {
+        "paid_partial": _lp("flag", "partly paid"),
+        "paid_over": _lp("flag", "overpaid"),
+        "paid_late": _lp("flag", "paid late"),
+        "marked": _lp("flag", "marked by hand"),
+    },
+    "merchant": {
+        "pending": _lp("merchant", "awaiting approval"),
+        "active": _lp("merchant", "active"),
+        "suspended": _lp("merchant", "suspended"),
+    },
+    "role": {
+        "owner": _lp("role", "owner"),
+        "cashier": _lp("role", "cashier"),
+        "operator": _lp("role", "operator"),
+    },
+    "settlement": {
+        "tenge": _lp("settlement", "tenge"),
+        "direct": _lp("settlement", "direct"),
+    },
+    "payout": {
+        "pending": _lp("payout", "pending"),
+        "paid": _lp("payout", "paid"),
+    },
+    "fee_invoice": {
+        "issued": _lp("fee invoice", "issued"),
+        "paid": _lp("fee invoice", "paid"),
+    },
+    "refund": {
+        "claimable": _lp("refund", "waiting for the shopper"),
+        "claimed": _lp("refund", "address received"),
+        "sent": _lp("refund", "sent"),
+        "confirmed": _lp("refund", "refunded"),
+        "cancelled": _lp("refund", "cancelled"),
+    },
+    "delivery": {
+        "pending": _lp("delivery", "pending"),
+        "delivered": _lp("delivery", "delivered"),
+        "failed": _lp("delivery", "failed"),
+    },
+    "payment": {
+        "seen": _lp("payment", "seen"),
+        "confirmed": _lp("payment", "confirmed"),
+        "final": _lp("payment", "final"),
+        "replaced": _lp("payment", "replaced"),
+        "reorged": _lp("payment", "dropped in a reorg"),
+        "missing": _lp("payment", "missing"),
+    },
+    "account_type": {
+        "asset": _lp("account type", "asset"),
+        "liability": _lp("account type", "liability"),
+        "income": _lp("account type", "income"),
+        "expense": _lp("account type", "expense"),
+    },
+    "ledger_kind": {
+        "opening": _lp("ledger", "opening"),
+        "closing": _lp("ledger", "closing"),
+        "receipt": _lp("ledger", "receipt"),
+        "settlement": _lp("ledger", "sale"),
+        "owed_back": _lp("ledger", "owed back"),
+        "reversal": _lp("ledger", "reversal"),
+        "payout": _lp("ledger", "payout"),
+        "conversion": _lp("ledger", "conversion"),
+        "refund": _lp("ledger", "refund"),
+        "fee_payment": _lp("ledger", "fee payment"),
+    },
+    "check": {
+        "confirmed": _lp("node check", "confirmed"),
+        "contradicted": _lp("node check", "contradicted"),
+        "unknown": _lp("node check", "unknown"),
+        "not checked": _lp("node check", "not checked"),
+    },
+    "rate": {
+        "ok": _lp("rate", "ok"),
+        "stale": _lp("rate", "stale"),
+        "unavailable": _lp("rate", "unavailable"),
+        "disagreeing": _lp("rate", "disagreeing"),
+        "off-peg": _lp("rate", "off peg"),
+        "failing": _lp("rate", "failing"),
+        "rate-limited": _lp("rate", "rate-limited"),
+        "waiting": _lp("rate", "waiting"),
+    },
+    "event": {
+        "invoice.created": _lp("event", "created"),
+        "invoice.processing": _lp("event", "paid, confirming"),
+        "invoice.settled": _lp("event", "paid"),
+        "invoice.expired": _lp("event", "expired"),
+        "invoice.invalid": _lp("event", "invalid"),
+        "invoice.reopened": _lp("event", "reopened"),
+        "invoice.paid_partial": _lp("event", "partly paid"),
+        "invoice.paid_over": _lp("event", "overpaid"),
+        "invoice.paid_late": _lp("event", "paid late"),
+        "invoice.marked": _lp("event", "marked by hand"),
+        "invoice.payment_seen": _lp("event", "payment seen"),
+    },
+}
+
+
+def label(value: object, kind: str) -> str:
+    """The translated label of identifier `value` of `kind` (an enum or its text)."""
+    text = str(getattr(value, "value", value))
+    if kind == "invoice":
+        from merchant_portal.i18n import status_label
+
+        return status_label(text)
+    found = LABELS.get(kind, {}).get(text)
+    return text if found is None else str(found)
+
+
+# Enums whose members reach people inside messages (a domain error's parameters).
+ENUM_KINDS: Mapping[type, str] = {
+    InvoiceStatus: "invoice",
+    MerchantStatus: "merchant",
+    Role: "role",
+    SettlementMode: "settlement",
+}
+
+
+def enum_label(value: object) -> object:
+    """`value` labelled when it is a member of a labelled enum; anything else unchanged."""
+    for enum_type, kind in ENUM_KINDS.items():
+        if isinstance(value, enum_type):
+            return label(value, kind)
+    return value
+
+
+def labels(values: object, kind: str, separator: str = ", ") -> str:
+    """Several identifiers (an invoice's flags), each labelled, joined."""
+    if not values:
+        return ""
+    return separator.join(label(value, kind) for value in values)  # type: ignore[attr-defined]
+
+
+def _locale_name() -> str:
+    locale = get_locale() if has_request_context() else None
+    return "en" if locale is None else str(locale)
+
+
+def format_kzt(tiyn: int) -> str:
+    """Tiyn as tenge with two decimals in the reader's language: 250000 -> '2,500.00' (en),
+    '2 500,00' (ru, kk; a no-break space). Exact: the integer is scaled as a Decimal."""
+    amount = Decimal(int(tiyn)).scaleb(-2)
+    return str(format_decimal(amount, format="#,##0.00", locale=_locale_name()))
+
+
+def format_whole_kzt(tiyn: int) -> str:
+    """Whole tenge, grouped (chart axes): 250099 -> '2,500' / '2 500'. Truncates the tiyn."""
+    whole = abs(int(tiyn)) // money.TIYN_PER_KZT * (-1 if tiyn < 0 else 1)
+    return str(format_decimal(whole, format="#,##0", locale=_locale_name()))
+
+
+def format_number(value: int | Decimal) -> str:
+    """A count or a quantity, grouped in the reader's language; decimals kept as they are."""
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        pattern = "#,##0" + ("." + "0" * places if places else "")
+        return str(format_decimal(value, format=pattern, locale=_locale_name()))
+    return str(format_decimal(int(value), format="#,##0", locale=_locale_name()))
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(label, "label")
+    app.add_template_filter(labels, "labels")
+    app.add_template_filter(format_kzt, "tenge")
+    app.add_template_filter(format_number, "number")
+    app.add_template_global(format_kzt, "format_kzt")
+    app.add_template_global(format_kzt, "kzt")
