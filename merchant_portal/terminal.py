@@ -7,28 +7,32 @@ The keypad is JavaScript over a plain form, so the terminal still works with scr
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import BigInteger, cast, func, select
 from werkzeug.wrappers import Response
 
 from merchant_portal import choice
-from merchant_portal.checkout import checkout_context
+from merchant_portal.checkout import checkout_context, sale_status_label
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.forms import field_error, form_values, is_whole_number, parse_tenge
 from merchant_portal.security import require_role
-from pos import business_day, catalog, invoices, money
+from pos import business_day, catalog, invoices, money, tips
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.settings import Settings
+from settlement.ledger import refunds
 from pos.states import InvoiceStatus, PaymentMethod
 
 bp = Blueprint("terminal", __name__, url_prefix="/terminal")
 
-TIP_PRESETS_PERCENT = (0, 5, 10, 15)
 CHOOSE = "choose"  # the shopper picks BTC or KZTE on their phone
-FORM_FIELDS = ("amount", "description", "tip", "method", "mode")
+# shown_total: the total with the tip the cashier was shown (pos.tips); charging needs it.
+FORM_FIELDS = ("amount", "description", "tip", "method", "mode", "shown_total")
+RECENT_LIMIT = 10
 
 
 def available_methods(merchant: Merchant) -> list[str]:
@@ -55,13 +59,47 @@ def validate_price(cfg: Settings, price_tiyn: int) -> None:
         )
 
 
-def add_tip(price_tiyn: int, tip_text: str) -> tuple[int, int]:
-    """(total, tip) in tiyn for a preset tip percentage; the tip rounds down to the tiyn."""
+def tip_percent(tip_text: str) -> int:
+    """The tip radio's value as a percentage (empty is no tip); pos.tips checks the preset."""
     tip_text = tip_text or "0"
-    if not is_whole_number(tip_text) or int(tip_text) not in TIP_PRESETS_PERCENT:
+    if not is_whole_number(tip_text):
         raise ValidationError("choose one of the tip buttons", field="tip")
-    tip_tiyn = price_tiyn * int(tip_text) // 100
-    return price_tiyn + tip_tiyn, tip_tiyn
+    return int(tip_text)
+
+
+def format_exact_kzt(exact_tiyn: Decimal) -> str:
+    """An unrounded amount of tiyn as tenge with as many decimals as it has (at least two):
+    Decimal('23455.5') -> '234.555'. Only for showing how a tip was rounded."""
+    whole, frac = divmod(exact_tiyn, money.TIYN_PER_KZT)
+    digits = f"{frac / money.TIYN_PER_KZT:f}".partition(".")[2].rstrip("0").ljust(2, "0")
+    return f"{int(whole):,}".replace(",", "\u202f") + "." + digits
+
+
+def tip_lines(tip: tips.Tip) -> dict[str, str]:
+    """What the terminal shows before charging: the total with the tip, and the rounding."""
+    price, tip_kzt = money.format_kzt(tip.price_tiyn), money.format_kzt(tip.tip_tiyn)
+    total = money.format_kzt(tip.total_tiyn)
+    lines = {
+        "total": total,
+        "total_tiyn": str(tip.total_tiyn),
+        "summary": _(
+            "%(price)s ₸ + tip %(percent)d %% %(tip)s ₸ = %(total)s ₸",
+            price=price,
+            percent=tip.percent,
+            tip=tip_kzt,
+            total=total,
+        ),
+        "rounding": "",
+    }
+    if tip.rounded:
+        lines["rounding"] = _(
+            "%(percent)d %% of %(price)s ₸ is %(exact)s ₸, rounded half up to %(tip)s ₸.",
+            percent=tip.percent,
+            price=price,
+            exact=format_exact_kzt(tip.exact_tip_tiyn),
+            tip=tip_kzt,
+        )
+    return lines
 
 
 def today_totals(merchant_id: int, now: datetime | None = None) -> tuple[int, int, int]:
@@ -91,35 +129,65 @@ def current_merchant() -> Merchant:
     return merchant
 
 
+def recent_sales(user_id: int, now: datetime | None = None) -> list[Invoice]:
+    """The last RECENT_LIMIT invoices this person created at the till today (business day).
+
+    A till has no identity of its own: the signed-in cashier is the terminal, so two cashiers
+    at one shop each see their own sales (the "Today" totals stay the shop's)."""
+    day = business_day.today(now)
+    start, end = business_day.day_range(day, day)
+    return list(
+        db()
+        .scalars(
+            select(Invoice)
+            .where(
+                Invoice.created_by_user_id == user_id,
+                Invoice.created_at >= start,
+                Invoice.created_at < end,
+            )
+            .order_by(Invoice.created_at.desc(), Invoice.id)
+            .limit(RECENT_LIMIT)
+        )
+        .all()
+    )
+
+
+def refundable_tiyn(invoice: Invoice) -> int:
+    """What a settled sale still owes back, in tiyn, when the signed-in person may refund it.
+
+    Refunds are the owner's (and the operator's) to start, as on the refunds page; a cashier
+    gets 0, so the button never shows to them. The refund flow refunds money owed back (paid
+    over or late); a sale paid exactly owes nothing and has no button."""
+    if current_user.role != "owner" or invoice.status is not InvoiceStatus.SETTLED:
+        return 0
+    owed_tiyn, owed_atomic = refunds.available(db(), settings(), invoice)
+    return owed_tiyn if owed_atomic > 0 else 0
+
+
 def _page(
     merchant: Merchant,
     template: str = "terminal.html",
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
+    review: tips.Tip | None = None,
 ) -> str:
-    recent = (
-        db()
-        .scalars(
-            select(Invoice)
-            .where(Invoice.merchant_id == merchant.id)
-            .order_by(Invoice.created_at.desc())
-            .limit(10)
-        )
-        .all()
-    )
+    recent = recent_sales(current_user.id)
     created, paid_count, paid_tiyn = today_totals(merchant.id)
     return render_template(
         template,
         merchant=merchant,
         recent=recent,
+        refundable={inv.id: refundable_tiyn(inv) for inv in recent},
         methods=available_methods(merchant),
         items=catalog.list_items(db(), merchant.id),
-        tips=TIP_PRESETS_PERCENT,
+        tips=tips.PRESETS_PERCENT,
         today_created=created,
         today_paid=paid_count,
         today_tiyn=paid_tiyn,
         errors=errors or {},
         form=form or {"tip": "0"},
+        review=tip_lines(review) if review else None,
+        sale_status_label=sale_status_label,
         format_kzt=money.format_kzt,
     )
 
@@ -134,6 +202,26 @@ def index() -> str:
 @require_role("cashier", "owner")
 def cart() -> str:
     return _page(current_merchant(), "terminal_cart.html")
+
+
+@bp.get("/quote")
+@require_role("cashier", "owner")
+def quote() -> tuple[Response, int]:
+    """The total with the tip for terminal.js to show before charging (the server's rule).
+
+    `amount` as typed, or `tiyn` (the cart's running total, recomputed at charge time)."""
+    try:
+        tiyn_text = request.args.get("tiyn", "")
+        if tiyn_text:
+            if not is_whole_number(tiyn_text):
+                raise ValidationError("the cart total is a whole number of tiyn", field="amount")
+            base_tiyn = int(tiyn_text)
+        else:
+            base_tiyn = parse_tenge(request.args.get("amount", ""), "amount")
+        tip = tips.add_tip(base_tiyn, tip_percent(request.args.get("tip", "0")))
+    except ValidationError as exc:
+        return jsonify(error=str(exc), field=exc.field), 400
+    return jsonify(tip_lines(tip)), 200
 
 
 def _cart_price(merchant: Merchant) -> tuple[int, str]:
@@ -166,9 +254,15 @@ def create() -> Response | tuple[str, int]:
                 parse_tenge(form["amount"], "amount"),
                 form["description"][:200],
             )
-        price_tiyn, tip_tiyn = add_tip(base_tiyn, form["tip"])
-        if tip_tiyn:
-            note = f"tip {form['tip']}%: {money.format_kzt(tip_tiyn)} ₸"
+        tip = tips.add_tip(base_tiyn, tip_percent(form["tip"]))
+        price_tiyn = tip.total_tiyn
+        if tip.tip_tiyn and form["shown_total"] != str(price_tiyn):
+            # The cashier has not seen this total yet (no JavaScript, or the amount changed
+            # after the last quote): show it with the rounding and let them charge it.
+            template = "terminal_cart.html" if cart_mode else "terminal.html"
+            return _page(merchant, template, form=form, review=tip), 200
+        if tip.tip_tiyn:
+            note = f"tip {tip.percent}%: {money.format_kzt(tip.tip_tiyn)} ₸"
             description = f"{description} · {note}" if description else note
         description = description[:200]
         if form["method"] == CHOOSE:
@@ -201,4 +295,9 @@ def create() -> Response | tuple[str, int]:
 def show(invoice_id: str) -> str:
     """The QR screen: amount in KZT and crypto, countdown, live status, then "paid"."""
     invoice = invoices.get_invoice(db(), invoice_id, merchant_id=current_user.merchant_id)
-    return render_template("terminal_invoice.html", **checkout_context(invoice))
+    return render_template(
+        "terminal_invoice.html",
+        refundable_tiyn=refundable_tiyn(invoice),
+        format_kzt=money.format_kzt,
+        **checkout_context(invoice),
+    )
