@@ -24,8 +24,8 @@ from pos import business_day, catalog, invoices, money, tips
 from pos.errors import MerchantNotActiveError, PosError, ValidationError
 from pos.models import Invoice, Merchant, MerchantStatus
 from pos.settings import Settings
-from settlement.ledger import refunds
 from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger import refunds
 
 bp = Blueprint("terminal", __name__, url_prefix="/terminal")
 

@@ -1,7 +1,7 @@
 """Tips on a sale: a preset percentage of the price, rounded half-up to the tiyn.
 
-The one rounding rule: the exact tip `price × percent / 100` is rounded to the nearest tiyn,
-a half tiyn going up (2 345.55 ₸ × 10 % = 234.555 ₸ → 234.56 ₸). The cashier sees the exact
+The one rounding rule: the exact tip `price * percent / 100` is rounded to the nearest tiyn,
+a half tiyn going up (2 345.55 ₸ * 10 % = 234.555 ₸ → 234.56 ₸). The cashier sees the exact
 value and the rounded one before charging, so nobody wonders where a tiyn went.
 """
 
@@ -23,7 +23,7 @@ class Tip:
     price_tiyn: int
     percent: int
     tip_tiyn: int
-    exact_tip_tiyn: Decimal  # price × percent / 100 before rounding, in tiyn
+    exact_tip_tiyn: Decimal  # price * percent / 100 before rounding, in tiyn
 
     @property
     def total_tiyn(self) -> int:

@@ -9,11 +9,14 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from merchant_portal import choice
 from pos import catalog
-from pos.models import Invoice, Merchant, MerchantStatus
+from pos.models import Invoice, Merchant, MerchantStatus, PaymentStatus
 from pos.runtime import Runtime
+from settlement.ledger.models import Refund
+from settlement.payments import Observation, observe_payment, reevaluate
 
 import factories
 from portal_helpers import csrf_from, login
@@ -51,7 +54,10 @@ def test_tip_is_added_to_the_price(cashier: FlaskClient, runtime: Runtime) -> No
     # Without JavaScript the first press shows the total with the tip; nothing is charged yet.
     status, location, page = _post(cashier, sale)
     assert status == 200 and not location
-    assert 'id="review-prompt"' in page and 'name="shown_total" id="shown-total" value="275000"' in page
+    assert (
+        'id="review-prompt"' in page
+        and 'name="shown_total" id="shown-total" value="275000"' in page
+    )
     assert "2\u202f500.00 ₸ + tip 10 % 250.00 ₸ = 2\u202f750.00 ₸" in page
     assert 'id="sale-total-rounding" hidden' in page  # 250.00 is exact: no rounding to show
     # A total the cashier was shown for another amount is not this one: review again.
@@ -196,7 +202,9 @@ def test_shopper_chooses_flow(
     runtime: Runtime,
     world: dict[str, int],
 ) -> None:
-    status, location, _ = _post(cashier, {"amount": "3000", "method": "choose", "tip": "5", "shown_total": "315000"})
+    status, location, _ = _post(
+        cashier, {"amount": "3000", "method": "choose", "tip": "5", "shown_total": "315000"}
+    )
     assert status == 302 and location.startswith("/terminal/choice?t=")
     token = location.split("t=", 1)[1]
     wait = cashier.get(location).get_data(as_text=True)
@@ -285,3 +293,56 @@ def test_a_suspended_shops_cashier_is_told_so_at_sign_in(
     owner = app.test_client()
     login(owner, "owner@a.test", factories.PASSWORD)
     assert owner.get("/merchant/").status_code == 200
+
+
+def _pay_final(runtime: Runtime, invoice_id: str, amount_atomic: int, txid: str) -> None:
+    """A final KZTE transfer seen by the watcher, through the real payment services."""
+    with runtime.session_factory() as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None
+        observe_payment(
+            session, invoice, Observation("solana", txid, 0, amount_atomic, PaymentStatus.FINAL)
+        )
+        reevaluate(session, invoice)
+        session.commit()
+
+
+def test_refund_button_on_an_overpaid_settled_sale_is_the_owners(
+    cashier: FlaskClient, as_user: Callable[[str | None], FlaskClient], runtime: Runtime
+) -> None:
+    owner = as_user("owner")
+    _, location, _ = _post(owner, {"amount": "2500", "method": "kzte"})
+    owners_sale = location.rsplit("/", 1)[1]
+    _, location, _ = _post(cashier, {"amount": "2500", "method": "kzte"})
+    cashiers_sale = location.rsplit("/", 1)[1]
+    for sale in (owners_sale, cashiers_sale):
+        _pay_final(runtime, sale, 3_000_000_000, f"sig-over-{sale}")  # 3000 of 2500 KZTE
+    page = owner.get("/terminal/").get_data(as_text=True)
+    recent = page[page.index('id="recent-sales"') :]
+    assert "Refund 500.00 ₸" in recent and 'action="/refunds/"' in recent
+    assert f'name="invoice_id" value="{owners_sale}"' in recent
+    screen = owner.get(f"/terminal/invoices/{owners_sale}").get_data(as_text=True)
+    assert 'id="refund-form"' in screen and "the extra is owed back" in screen
+    # Refunds are the owner's to start (as on the refunds page): a cashier gets no button.
+    for path in ("/terminal/", f"/terminal/invoices/{cashiers_sale}"):
+        assert 'action="/refunds/"' not in cashier.get(path).get_data(as_text=True)
+    # The button starts the existing flow: a claim link for the whole extra.
+    token = csrf_from(owner, "/terminal/")
+    answer = owner.post("/refunds/", data={"csrf_token": token, "invoice_id": owners_sale})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/refunds/"
+    with runtime.session_factory() as session:
+        refund = session.scalar(select(Refund).where(Refund.invoice_id == owners_sale))
+        assert refund is not None and refund.amount_atomic == 500_000_000
+    # Nothing more is owed back once the claim link covers it: the button goes away.
+    assert "Refund 500.00 ₸" not in owner.get("/terminal/").get_data(as_text=True)
+
+
+def test_an_exactly_paid_sale_has_no_refund_button(
+    as_user: Callable[[str | None], FlaskClient], runtime: Runtime
+) -> None:
+    owner = as_user("owner")
+    _, location, _ = _post(owner, {"amount": "2500", "method": "kzte"})
+    sale = location.rsplit("/", 1)[1]
+    _pay_final(runtime, sale, 2_500_000_000, "sig-exact")
+    page = owner.get("/terminal/").get_data(as_text=True)
+    assert "paid" in page and 'action="/refunds/"' not in page
