@@ -118,7 +118,7 @@ def parse_tenge(text: str, field: str, max_tiyn: int = MAX_FORM_TIYN) -> int:
     refused rather than guessed. ASCII digits only; at most MAX_TENGE_DIGITS before the point.
     """
     cleaned = text.strip().removesuffix("₸").strip(GROUP_SPACES)
-    hint = gettext("Enter the amount in tenge, e.g. 2500, 2 500 or 2500.50.")
+    hint = gettext("That is not an amount in tenge: type e.g. 2500, 2 500 or 2500.50.")
     if not cleaned or len(cleaned) > 2 * MAX_DIGITS or not set(cleaned) <= _TENGE_CHARS:
         raise ValidationError(hint, field=field)
     whole, frac = cleaned, ""

@@ -153,12 +153,12 @@ def recent_sales(user_id: int, now: datetime | None = None) -> list[Invoice]:
 
 
 def refundable_tiyn(invoice: Invoice) -> int:
-    """What a settled sale still owes back, in tiyn, when the signed-in person may refund it.
+    """What a settled sale still owes back (paid over or late), in tiyn; 0 when nothing is.
 
-    Refunds are the owner's (and the operator's) to start, as on the refunds page; a cashier
-    gets 0, so the button never shows to them. The refund flow refunds money owed back (paid
-    over or late); a sale paid exactly owes nothing and has no button."""
-    if current_user.role != "owner" or invoice.status is not InvoiceStatus.SETTLED:
+    The refund flow (refunds_pages) refunds money owed back: a sale paid exactly owes nothing.
+    Starting it is the owner's (and the operator's), as on the refunds page; the terminal
+    shows a cashier what is owed and that the owner refunds it."""
+    if invoice.status is not InvoiceStatus.SETTLED:
         return 0
     owed_tiyn, owed_atomic = refunds.available(db(), settings(), invoice)
     return owed_tiyn if owed_atomic > 0 else 0
@@ -178,6 +178,7 @@ def _page(
         merchant=merchant,
         recent=recent,
         refundable={inv.id: refundable_tiyn(inv) for inv in recent},
+        can_refund=current_user.role == "owner",
         methods=available_methods(merchant),
         items=catalog.list_items(db(), merchant.id),
         tips=tips.PRESETS_PERCENT,
@@ -298,6 +299,7 @@ def show(invoice_id: str) -> str:
     return render_template(
         "terminal_invoice.html",
         refundable_tiyn=refundable_tiyn(invoice),
+        can_refund=current_user.role == "owner",
         format_kzt=money.format_kzt,
         **checkout_context(invoice),
     )

@@ -388,9 +388,7 @@ def test_parse_tenge_accepts_grouped_amounts(app: Flask, text: str, tiyn: int) -
         ("٣٠٠", "e.g. 2500"),
     ],
 )
-def test_parse_tenge_refuses_ambiguous_or_long_amounts(
-    app: Flask, text: str, message: str
-) -> None:
+def test_parse_tenge_refuses_ambiguous_or_long_amounts(app: Flask, text: str, message: str) -> None:
     with app.test_request_context(), pytest.raises(ValidationError, match=message) as caught:
         forms.parse_tenge(text, "amount")
     assert caught.value.field == "amount"
