@@ -8,26 +8,63 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from merchant_portal import live_limits
 from merchant_portal.branding import use_store_language
 from merchant_portal.context import client_ip, coordinator, db, runtime, settings
+from merchant_portal.i18n import status_label
 from merchant_portal.labels import format_kzt
 from merchant_portal.live import LIFETIME_SECONDS, invoice_events, live_payload
 from pos import invoices, money, shop_domains
 from pos.errors import CoordinationUnavailableError
 from pos.integrations import ApiInvoiceExtra
 from pos.invoice_view import amount_to_request, crypto_decimals, crypto_symbol, payment_uri
-from pos.models import Invoice
+from pos.models import Invoice, MerchantStatus
 from pos.qr import qr_svg
 from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger.models import Refund, RefundStatus
 
 bp = Blueprint("checkout", __name__, url_prefix="/i")
 
 RECEIPT_WIDTHS = ("58", "80")
 LIVE_RETRY_AFTER_SECONDS = 30  # a refused page polls meanwhile; streams free up as pages leave
+
+
+def is_partly_paid(invoice: Invoice) -> bool:
+    return invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic > 0
+
+
+def sale_status_label(invoice: Invoice) -> str:
+    """The status as people read it: an open invoice with some money in is "partly paid"."""
+    return _("partly paid") if is_partly_paid(invoice) else status_label(invoice.status)
+
+
+def refund_notice(invoice: Invoice) -> dict[str, str] | None:
+    """How the shopper gets the extra of an overpaid invoice back, or None when nothing is over.
+
+    The way back is the refund claim link (merchant_portal.refund_claim): once the shop or the
+    zone has created it, the checkout shows it, since knowing the invoice id is already the
+    shopper's right here; before that the shopper is told the shop will hand it over."""
+    extra = invoice.amount_paid_atomic - invoice.amount_due_atomic
+    if not invoice.paid_over or extra <= 0:
+        return None
+    refund = db().scalar(
+        select(Refund)
+        .where(Refund.invoice_id == invoice.id, Refund.status != RefundStatus.CANCELLED)
+        .order_by(Refund.id.desc())
+        .limit(1)
+    )
+    notice = {
+        "extra": money.format_units(extra, crypto_decimals(invoice, settings())),
+        "claim_url": "",
+        "refund_status": refund.status.value if refund else "",
+    }
+    if refund is not None and refund.status in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
+        notice["claim_url"] = url_for("refund_claim.show", token=refund.token)
+    return notice
 
 
 def checkout_context(invoice: Invoice) -> dict[str, Any]:
@@ -44,7 +81,13 @@ def checkout_context(invoice: Invoice) -> dict[str, Any]:
         "paid": money.format_units(invoice.amount_paid_atomic, decimals),
         # The same amount the QR asks for (never below the BTC dust limit).
         "remaining": money.format_units(amount_to_request(invoice), decimals),
-        "partly_paid": invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic > 0,
+        "partly_paid": is_partly_paid(invoice),
+        "status_text": sale_status_label(invoice),
+        "refund_notice": refund_notice(invoice),
+        # Open invoices of a suspended shop still settle (pos.models.MerchantStatus); the
+        # shopper is told the shop is suspended before paying, never left to find out.
+        "shop_suspended": invoice.merchant.status is MerchantStatus.SUSPENDED
+        and invoice.status is InvoiceStatus.NEW,
         "price": format_kzt(invoice.price_tiyn),
         "rate": invoice.rate,
         "merchant_name": invoice.merchant.name,

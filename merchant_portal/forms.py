@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import date
 
@@ -90,17 +91,76 @@ def parse_optional_date(text: str | None, field: str) -> date | None:
     return parse_date(text, field) if text and text.strip() else None
 
 
+# At most this many digits before the decimal point of a typed tenge amount (999 999 999 ₸).
+MAX_TENGE_DIGITS = 9
+# The spaces people put between thousands: ASCII, no-break (ru/kk keyboards), narrow no-break.
+GROUP_SPACES = " \u00a0\u202f"
+_TENGE_CHARS = frozenset("0123456789.," + GROUP_SPACES)
+
+
+def _grouped_digits(whole: str) -> tuple[str, str] | None:
+    """(digits, separator kind) of a whole part: plain '2500' (kind ''), or groups of three
+    after a first group of 1-3 with one kind of separator throughout: '2,500' (kind ','),
+    '2 500' with any of GROUP_SPACES (kind ' '). None when it is neither."""
+    kind = "," if "," in whole else " " if any(c in whole for c in GROUP_SPACES) else ""
+    if not kind:
+        return (whole, "") if whole.isdigit() else None
+    if kind == "," and any(c in whole for c in GROUP_SPACES):
+        return None  # '2,500 000' mixes two separators
+    groups = re.split("[" + (GROUP_SPACES if kind == " " else ",") + "]", whole)
+    head, tail = groups[0], groups[1:]
+    if not (1 <= len(head) <= 3 and head.isdigit()):
+        return None
+    if not all(len(group) == 3 and group.isdigit() for group in tail):
+        return None
+    return "".join(groups), kind
+
+
 def parse_tenge(text: str, field: str, max_tiyn: int = MAX_FORM_TIYN) -> int:
-    """An amount in tenge typed by a person, in tiyn, from 0 to `max_tiyn`; ASCII digits only."""
-    cleaned = text.strip()
-    if not cleaned.isascii() or len(cleaned) > 2 * MAX_DIGITS:
+    """An amount in tenge typed by a person, in tiyn, from 0 to `max_tiyn`.
+
+    Accepted: '2500', '2 500' (ASCII, no-break or narrow no-break spaces), '2,500', with tiyn
+    after a point ('2 500.50', '2,500.5') or a decimal comma. One rule settles what a comma is:
+    a comma after 1-3 leading digits is a thousands separator and must be followed by exactly
+    three digits; a comma is a decimal comma only where it cannot be one (after four or more
+    plain digits, after space-grouped thousands, or after a lone 0). So '2500,50' and
+    '2 500,50' are 2500.50 ₸, while '2,50' (2.50 or a mistyped 2,500?) and '2.500,00' are
+    refused rather than guessed. ASCII digits only; at most MAX_TENGE_DIGITS before the point.
+    """
+    cleaned = text.strip().removesuffix("₸").strip(GROUP_SPACES)
+    hint = gettext("That is not an amount in tenge: type e.g. 2500, 2 500 or 2500.50.")
+    if not cleaned or len(cleaned) > 2 * MAX_DIGITS or not set(cleaned) <= _TENGE_CHARS:
+        raise ValidationError(hint, field=field)
+    whole, frac = cleaned, ""
+    if "." in cleaned:
+        whole, _, frac = cleaned.partition(".")
+    elif "," in cleaned:
+        before, _, after = cleaned.rpartition(",")
+        if 1 <= len(after) <= 2 and after.isdigit():
+            parts = _grouped_digits(before)
+            decimal_comma = parts is not None and (
+                parts[1] == " " or (parts[1] == "" and (len(before) >= 4 or before == "0"))
+            )
+            if not decimal_comma:
+                raise ValidationError(
+                    gettext(
+                        "%(text)s is ambiguous: write tiyn after a point (2.50) "
+                        "or thousands in full (2500).",
+                        text=cleaned,
+                    ),
+                    field=field,
+                )
+            whole, frac = before, after
+    parts = _grouped_digits(whole)
+    if parts is None or not (frac == "" or (len(frac) <= 2 and frac.isdigit())):
+        raise ValidationError(hint, field=field)
+    digits = parts[0]
+    if len(digits) > MAX_TENGE_DIGITS:
         raise ValidationError(
-            gettext("Enter the amount in tenge, e.g. 2500 or 2500.50."), field=field
+            gettext("At most %(count)d digits before the point.", count=MAX_TENGE_DIGITS),
+            field=field,
         )
-    try:
-        tiyn = money.parse_kzt(cleaned)
-    except ValidationError as exc:
-        raise ValidationError(translated(exc), field=field) from None
+    tiyn = int(digits) * money.TIYN_PER_KZT + int(frac.ljust(2, "0"))
     if tiyn > min(max_tiyn, BIGINT_MAX):
         raise ValidationError(
             gettext("At most %(amount)s ₸.", amount=format_kzt(max_tiyn)), field=field

@@ -40,9 +40,10 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # retried for the whole window without a 2xx; redeliver by hand
 
 
-# What a webhook may subscribe to (payment_seen is chatter; pages use the live stream for it).
+# What a webhook may subscribe to (payment_seen is chatter; pages use the live stream for it;
+# payment_rejected is for the owner's timeline, not part of the API yet).
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
-    e.value for e in EventType if e is not EventType.PAYMENT_SEEN
+    e.value for e in EventType if e not in (EventType.PAYMENT_SEEN, EventType.PAYMENT_REJECTED)
 )
 TOKEN_PREFIX = "cck"
 DEFAULT_RATE_LIMIT_PER_MINUTE = 120

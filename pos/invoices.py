@@ -327,8 +327,9 @@ def _add_event(
     )
     session.add(event)
     session.info.setdefault("touched_invoices", set()).add(invoice.id)
-    if event_type is not EventType.CREATED:
-        ledger_queue.enqueue(session, invoice.id)  # nothing to book before anything happened
+    if event_type not in (EventType.CREATED, EventType.PAYMENT_REJECTED):
+        # Nothing to book before anything happened, nor for a transfer that did not count.
+        ledger_queue.enqueue(session, invoice.id)
     return event
 
 
@@ -403,6 +404,33 @@ def set_amount_paid(session: Session, invoice: Invoice, paid_atomic: int) -> Inv
         invoice.status,
         {"paid_atomic": paid_atomic, "previous_atomic": previous},
     )
+
+
+# Why a transfer that names an invoice does not pay it (settlement.kzte_validation codes);
+# the portal translates them for the owner's timeline.
+REJECTION_REASONS = ("wrong_mint", "wrong_recipient", "wrong_memo")
+
+
+def record_rejected_payment(
+    session: Session, invoice: Invoice, txid: str, reason: str, detail: str
+) -> InvoiceEvent | None:
+    """Note in the invoice's timeline that transaction `txid` was not accepted as a payment
+    (e.g. the right reference but another token, or paid to someone else's account): money
+    the shopper sent went somewhere this invoice cannot count, and the owner must see why.
+    Nothing else changes. Once per transaction; a second report of it records nothing."""
+    if reason not in REJECTION_REASONS:
+        raise ValueError(f"unknown rejection reason {reason}")
+    earlier = session.scalars(
+        select(InvoiceEvent.data).where(
+            InvoiceEvent.invoice_id == invoice.id,
+            InvoiceEvent.type == EventType.PAYMENT_REJECTED.value,
+        )
+    ).all()
+    if any(data.get("txid") == txid for data in earlier):
+        return None
+    _bump_version(session, invoice)
+    data = {"txid": txid, "reason": reason, "detail": detail[:300]}
+    return _add_event(session, invoice, EventType.PAYMENT_REJECTED, invoice.status, data)
 
 
 def mark(

@@ -327,6 +327,30 @@ def record(
     return changed, events, failed
 
 
+def record_rejections(
+    rt: Runtime, rejected: Sequence[tuple[str, str, str, str]]
+) -> list[tuple[str, str]]:
+    """Note each (invoice id, signature, reason code, detail) in its invoice's timeline
+    (pos.invoices.record_rejected_payment, once per signature); return the (invoice id,
+    signature) pairs that could not be written because the invoice changed meanwhile."""
+    failed: list[tuple[str, str]] = []
+    for invoice_id, signature, code, detail in rejected:
+        with rt.session_factory() as session:
+            invoice = session.get(Invoice, invoice_id)
+            if invoice is None:
+                continue
+            try:
+                invoices.record_rejected_payment(session, invoice, signature, code, detail)
+                session.commit()
+            except ConcurrentUpdateError as exc:
+                session.rollback()
+                log.info("invoice %s changed meanwhile; next pass retries: %s", invoice_id, exc)
+                failed.append((invoice_id, signature))
+                continue
+            invoices.publish_after_commit(rt.session_factory, rt.coordinator, session)
+    return failed
+
+
 def _audit_timeout(session: Session, payment: Unfinal, now: datetime | None) -> None:
     age = None if now is None else int((now - payment.first_seen_at).total_seconds())
     audit(

@@ -55,6 +55,8 @@ class Verdict:
     reason: str = ""
     # Reasons a person should hear about (money went somewhere else), as opposed to noise.
     suspicious: bool = False
+    # For suspicious ones: which of pos.invoices.REJECTION_REASONS (the owner's timeline).
+    code: str = ""
 
 
 def associated_token_address(owner: str, mint: str, token_program: str = TOKEN_PROGRAM) -> str:
@@ -104,12 +106,16 @@ def validate_transfer(tx: ChainTransaction, expected: ExpectedTransfer) -> Verdi
             False,
             reason=f"wrong mint: paid in {mint_account}, not {expected.mint}",
             suspicious=True,
+            code="wrong_mint",
         )
     index = tx.account_keys.index(destination)
     post = _balance(tx.post_token_balances, index)
     if post is not None and post.mint != expected.mint:
         return Verdict(
-            False, reason=f"wrong mint: paid in {post.mint}, not {expected.mint}", suspicious=True
+            False,
+            reason=f"wrong mint: paid in {post.mint}, not {expected.mint}",
+            suspicious=True,
+            code="wrong_mint",
         )
     ata = associated_token_address(expected.recipient, expected.mint, ix.program)
     if destination != ata:
@@ -119,12 +125,18 @@ def validate_transfer(tx: ChainTransaction, expected: ExpectedTransfer) -> Verdi
             reason=f"wrong recipient: paid to token account {destination}{owner}, "
             f"not {expected.recipient}'s {ata}",
             suspicious=True,
+            code="wrong_recipient",
         )
     if expected.reference not in ix.accounts[required:]:
         return Verdict(False, reason="the transfer does not carry the invoice's reference key")
     memos = _memos(tx)
     if memos and expected.memo not in memos:
-        return Verdict(False, reason=f"memo {memos[0]!r} is not the invoice id", suspicious=True)
+        return Verdict(
+            False,
+            reason=f"memo {memos[0]!r} is not the invoice id",
+            suspicious=True,
+            code="wrong_memo",
+        )
     if post is None:
         return Verdict(False, reason="the node returned no token balance for the recipient")
     pre = _balance(tx.pre_token_balances, index)

@@ -7,7 +7,8 @@ invoices are grouped by that destination, and each destination's signatures are 
 per poll, whatever the number of invoices paying it; the references in the fetched
 transactions' account keys say which invoice a transfer is for. A slow, budgeted sweep also
 lists the references of unpaid invoices, because a transfer in the wrong mint or to the wrong
-wallet never touches the destination (those are logged, never counted). `Strategy.REFERENCE`
+wallet never touches the destination (those are logged and noted in the invoice's timeline as
+"payment not accepted", never counted). `Strategy.REFERENCE`
 is the former way (one feed per reference at the schedule's rate), kept for the benchmark.
 
 One pass (`KzteWatcher.poll`), run by the leader worker about every second:
@@ -46,7 +47,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pos.db import utcnow
@@ -79,7 +80,7 @@ from settlement.kzte_store import (
     observation,
     payment_status,
 )
-from settlement.kzte_validation import validate_transfer
+from settlement.kzte_validation import Verdict, validate_transfer
 from settlement.payments import Observation
 from settlement.worker import Duty
 
@@ -132,6 +133,9 @@ class _Reads:
     held: dict[str, set[str]]  # signature -> invoices it leaves undecided
     valid: list[tuple[Watched, str, int]]
     statuses: dict[str, SigStatus] | None
+    # (invoice id, signature, reason code, detail) of transfers that name an invoice but
+    # cannot pay it and that its owner should see (kzte_validation's suspicious verdicts).
+    rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 class KzteWatcher:
@@ -310,9 +314,11 @@ class KzteWatcher:
             if not matched:
                 unmatched[sig] = tx
             for w in matched:
-                amount = _judge(w, tx, report)
-                if amount is not None:
-                    reads.valid.append((w, sig, amount))
+                verdict = _judge(w, tx, report)
+                if verdict.ok:
+                    reads.valid.append((w, sig, verdict.amount_base_units))
+                elif verdict.code:
+                    reads.rejected.append((w.id, sig, verdict.code, verdict.reason))
         if unmatched:
             late = store.references_in_scope(
                 rt, {k for tx in unmatched.values() for k in tx.account_keys}, now
@@ -367,6 +373,8 @@ class KzteWatcher:
         for w, sig, _amount in reads.valid:
             if w.id in failed:
                 reads.held[sig].add(w.id)
+        for invoice_id, sig in store.record_rejections(rt, reads.rejected):
+            reads.held[sig].add(invoice_id)  # not written: look at it again next pass
         for sig in reads.fetched:
             if sig not in reads.unreadable and sig not in reads.held:
                 self._remember(sig)
@@ -443,14 +451,14 @@ class KzteWatcher:
             del self.complete_at[invoice_id]
 
 
-def _judge(w: Watched, tx: ChainTransaction, report: PassReport) -> int | None:
+def _judge(w: Watched, tx: ChainTransaction, report: PassReport) -> Verdict:
     verdict = validate_transfer(tx, w.expected)
     if verdict.ok:
-        return verdict.amount_base_units
+        return verdict
     report.rejected += 1
     level = logging.WARNING if verdict.suspicious else logging.INFO
     log.log(level, "invoice %s: %s not counted: %s", w.id, tx.signature, verdict.reason)
-    return None
+    return verdict
 
 
 def duty(watcher: KzteWatcher | None = None) -> Duty:

@@ -11,7 +11,8 @@
   function show(state) {
     var paidBefore = parseInt(root.dataset.paid, 10);
     root.dataset.status = state.status;
-    statusEl.textContent = CCLive.label(state.status);
+    var partly = state.status === "new" && state.paid_atomic > 0;
+    statusEl.textContent = CCLive.label(partly ? "partly_paid" : state.status);
     statusEl.className = "status status-" + state.status;
     var paid = state.status === "processing" || state.status === "settled";
     var closed = state.status === "expired" || state.status === "invalid";
@@ -20,6 +21,9 @@
     closedBlock.hidden = !closed;
     if (state.status === "new" && state.paid_atomic !== paidBefore) {
       // Part of the amount arrived: the page re-renders with the rest and a new QR.
+      window.location.reload();
+    } else if (paid && state.paid_atomic > state.due_atomic && state.paid_atomic !== paidBefore) {
+      // Paid over: the page re-renders with how the extra comes back.
       window.location.reload();
     }
   }

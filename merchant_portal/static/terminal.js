@@ -13,27 +13,74 @@
       var value = amount.value.replace(/\s/g, "");
       if (key === "back") { value = value.slice(0, -1); }
       else if (key === "clear") { value = ""; }
-      else if (value.length < 12) { value = (value === "0" ? "" : value) + key; }
+      // At most 9 digits before the point, as the server allows (forms.MAX_TENGE_DIGITS).
+      else if ((value + key).split(/[.,]/)[0].replace(/\D/g, "").length <= 9) {
+        value = (value === "0" ? "" : value) + key;
+      }
       amount.value = value.replace(/^0+(?=\d)/, "");
+      amount.dispatchEvent(new Event("input", { bubbles: true }));
     });
   }
 
   // --- cart: show the running total (the server recomputes it from its own prices) ---
   var cartForm = document.getElementById("cart-form");
   var cartTotal = document.getElementById("cart-total");
+  var cartTiyn = function () {
+    var tiyn = 0;
+    Array.prototype.forEach.call(cartForm.querySelectorAll("input.qty"), function (input) {
+      var qty = parseInt(input.value, 10);
+      if (qty > 0) { tiyn += qty * parseInt(input.dataset.price, 10); }
+    });
+    return tiyn;
+  };
   if (cartForm && cartTotal) {
     var update = function () {
-      var tiyn = 0;
-      Array.prototype.forEach.call(cartForm.querySelectorAll("input.qty"), function (input) {
-        var qty = parseInt(input.value, 10);
-        if (qty > 0) { tiyn += qty * parseInt(input.dataset.price, 10); }
-      });
+      var tiyn = cartTiyn();
       cartTotal.hidden = false;
       cartTotal.textContent = "= " + Math.floor(tiyn / 100).toLocaleString("ru-RU") + "." +
         String(tiyn % 100).padStart(2, "0") + " ₸";
     };
     cartForm.addEventListener("input", update);
     update();
+  }
+
+  // --- the total with the tip before charging: the server computes it (pos.tips) ---
+  var shown = document.getElementById("shown-total");
+  var saleForm = document.getElementById("sale-form") || cartForm;
+  if (shown && saleForm) {
+    var box = document.getElementById("sale-total");
+    var totalEl = document.getElementById("sale-total-amount");
+    var summaryEl = document.getElementById("sale-total-summary");
+    var roundingEl = document.getElementById("sale-total-rounding");
+    var ticket = 0;
+    var timer = null;
+    var quote = function () {
+      var tip = saleForm.querySelector('input[name="tip"]:checked');
+      var tipValue = tip ? tip.value : "0";
+      var mine = ++ticket;
+      // Until the server's total is on screen, a charge gets the review page instead.
+      shown.value = "";
+      if (tipValue === "0") { box.hidden = true; return; }
+      var params = new URLSearchParams({ tip: tipValue });
+      if (amount) { params.set("amount", amount.value); } else { params.set("tiyn", String(cartTiyn())); }
+      fetch(shown.dataset.quoteUrl + "?" + params.toString(), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (mine !== ticket) { return; }  // an older answer after a newer question
+          if (!data) { box.hidden = true; return; }
+          totalEl.textContent = data.total;
+          summaryEl.textContent = data.summary;
+          roundingEl.textContent = data.rounding;
+          roundingEl.hidden = !data.rounding;
+          box.hidden = false;
+          shown.value = data.total_tiyn;
+        })
+        .catch(function () { if (mine === ticket) { box.hidden = true; } });
+    };
+    var later = function () { clearTimeout(timer); timer = setTimeout(quote, 200); };
+    saleForm.addEventListener("input", later);
+    saleForm.addEventListener("change", later);
+    if (!shown.value) { quote(); }  // a review page already shows the server's total
   }
 
   // --- the QR screen: live status, then a big "paid" with a beep ---
@@ -69,7 +116,8 @@
     CCLive.follow(screen, function (state) {
       var before = parseInt(screen.dataset.paid, 10);
       screen.dataset.status = state.status;
-      statusEl.textContent = CCLive.label(state.status);
+      var partly = state.status === "new" && state.paid_atomic > 0;
+      statusEl.textContent = CCLive.label(partly ? "partly_paid" : state.status);
       statusEl.className = "status status-" + state.status;
       sections.waiting.hidden = state.status !== "new";
       sections.processing.hidden = state.status !== "processing";

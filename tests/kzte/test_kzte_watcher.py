@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 from kzte_support import DEADLINE_SECONDS, EAGER, Shop
 from solders.keypair import Keypair
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from pos import invoices
 from pos.db import utcnow
-from pos.models import Invoice, PaymentStatus
-from pos.states import InvoiceStatus, PaymentMethod
+from pos.models import Invoice, InvoiceEvent, PaymentStatus
+from pos.states import EventType, InvoiceStatus, PaymentMethod
 from settlement.kzte_validation import associated_token_address
 from settlement.kzte_watcher import (
     CHAIN,
@@ -98,6 +98,7 @@ def test_wrong_mint_is_not_counted(shop: Shop, caplog: pytest.LogCaptureFixture)
     assert after.amount_paid_atomic == 0 and after.payments == []
     assert any("wrong mint" in r.getMessage() and sigs[0] in r.getMessage() for r in caplog.records)
     assert shop.rt.coordinator.client.get(CURSOR_PREFIX + invoice.kzte_reference) == sigs[0]  # type: ignore[operator]
+    assert _rejections(shop, invoice.id) == [(sigs[0], "wrong_mint")]  # the owner's timeline
 
 
 def test_wrong_recipient_is_not_counted(shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
@@ -112,6 +113,24 @@ def test_wrong_recipient_is_not_counted(shop: Shop, caplog: pytest.LogCaptureFix
     assert any(
         "wrong recipient" in r.getMessage() and sigs[0] in r.getMessage() for r in caplog.records
     )
+    assert _rejections(shop, invoice.id) == [(sigs[0], "wrong_recipient")]
+    # A watcher that forgot it (a restart, a new leader) judges it again: noted once only.
+    KzteWatcher(schedule=EAGER).run(shop.rt)
+    assert _rejections(shop, invoice.id) == [(sigs[0], "wrong_recipient")]
+
+
+def _rejections(shop: Shop, invoice_id: str) -> list[tuple[str, str]]:
+    """(signature, reason) of the invoice's "payment not accepted" timeline events."""
+    with shop.rt.session_factory() as session:
+        events = session.scalars(
+            select(InvoiceEvent)
+            .where(
+                InvoiceEvent.invoice_id == invoice_id,
+                InvoiceEvent.type == EventType.PAYMENT_REJECTED.value,
+            )
+            .order_by(InvoiceEvent.invoice_version)
+        ).all()
+        return [(e.data["txid"], e.data["reason"]) for e in events]
 
 
 def test_expired_then_paid_late(shop: Shop) -> None:

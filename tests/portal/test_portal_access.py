@@ -51,6 +51,7 @@ PAGES: list[tuple[str, dict[str, int]]] = [
     ("/login/2fa", _all(302)),  # no sign-in pending: back to the sign-in page
     ("/terminal/cart", TILL),
     ("/terminal/cart?category=Drinks", TILL),
+    ("/terminal/quote?amount=2500&tip=10", TILL),
     ("/terminal/invoices/{mine}", TILL),
     ("/terminal/invoices/{theirs}", _only((CASHIER, OWNER), 404)),
     ("/terminal/choice?t={my_choice}", TILL),

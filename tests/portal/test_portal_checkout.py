@@ -13,9 +13,10 @@ from flask.testing import FlaskClient
 
 from pos import invoices
 from pos.coordination import Coordinator, connect
-from pos.models import Invoice, PaymentStatus
+from pos.models import Invoice, Merchant, MerchantStatus, PaymentStatus
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger import refunds
 from settlement.payments import Observation, observe_payment, reevaluate
 
 
@@ -203,3 +204,69 @@ def test_a_new_hub_reader_never_starts_after_an_event_its_page_is_waiting_for(
         assert hub.wait(invoice_id, seen, timeout=15.0) != seen
     finally:
         hub.unsubscribe(invoice_id)
+
+
+def test_partly_paid_header_shows_what_is_left(
+    client: FlaskClient, runtime: Runtime, invoice_id: str
+) -> None:
+    _pay(runtime, invoice_id, 1_000_000_000, "sig-part-head")  # 1000 of 2500 KZTE
+    page = client.get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert '<h1 class="price" id="remaining-header">Still to pay: 1500 KZTE</h1>' in page
+    assert "of 2,500.00 ₸ (2500 KZTE)" in page
+    assert re.search(r'<span id="status" class="status status-new">partly paid</span>', page)
+    assert '<span data-status="partly_paid">partly paid</span>' in page  # for checkout.js
+    ru = client.get(f"/i/{invoice_id}", headers={"Accept-Language": "ru"}).get_data(True)
+    assert "частично оплачен" in ru and "Осталось оплатить: 1500 KZTE" in ru
+
+
+def _pay_final(runtime: Runtime, invoice_id: str, amount_atomic: int, txid: str) -> None:
+    with runtime.session_factory() as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None
+        final = Observation("solana", txid, 0, amount_atomic, PaymentStatus.FINAL)
+        observe_payment(session, invoice, final)
+        reevaluate(session, invoice)
+        session.commit()
+
+
+def test_overpayment_tells_the_shopper_how_the_extra_comes_back(
+    client: FlaskClient, runtime: Runtime, invoice_id: str
+) -> None:
+    _pay_final(runtime, invoice_id, 3_000_000_000, "sig-over")  # 3000 of 2500 KZTE
+    page = client.get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert "You paid 500 KZTE more than the price. The extra will be refunded to you." in page
+    assert "The shop will give you a refund link" in page and "/r/" not in page
+    with runtime.session_factory() as session:
+        refund = refunds.create(session, runtime.settings, invoice_id)
+        session.commit()
+        token = refund.token
+    page = client.get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert f'id="refund-claim-link" href="/r/{token}"' in page
+    assert client.get(f"/r/{token}").status_code == 200  # the link leads to the claim page
+    kk = client.get(f"/i/{invoice_id}", headers={"Accept-Language": "kk"}).get_data(True)
+    assert "Қайтаруды алу" in kk
+
+
+def test_an_exact_payment_has_no_refund_notice(
+    client: FlaskClient, runtime: Runtime, invoice_id: str
+) -> None:
+    _pay_final(runtime, invoice_id, 2_500_000_000, "sig-exact")
+    page = client.get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert "Payment received" in page and 'id="refund-notice"' not in page
+
+
+def test_open_invoice_of_a_suspended_shop_says_so(
+    client: FlaskClient, runtime: Runtime, invoice_id: str, world: dict[str, int]
+) -> None:
+    assert 'id="shop-suspended"' not in client.get(f"/i/{invoice_id}").get_data(True)
+    with runtime.session_factory.begin() as session:
+        merchant = session.get(Merchant, world["shop"])
+        assert merchant is not None
+        merchant.status = MerchantStatus.SUSPENDED
+    page = client.get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert 'id="shop-suspended"' in page and "This shop is suspended" in page
+    ru = client.get(f"/i/{invoice_id}", headers={"Accept-Language": "ru"}).get_data(True)
+    assert "приостановлен" in ru
+    # Once paid there is nothing left to warn about.
+    _pay_final(runtime, invoice_id, 2_500_000_000, "sig-suspended")
+    assert 'id="shop-suspended"' not in client.get(f"/i/{invoice_id}").get_data(True)

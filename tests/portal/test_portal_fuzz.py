@@ -246,7 +246,16 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("terminal.index", "GET"): (),
     ("terminal.cart", "GET"): ("category",),
     # qty-… names are added per run with real product ids (see _fields).
-    ("terminal.create", "POST"): ("amount", "description", "tip", "method", "mode", "qty-²"),
+    ("terminal.create", "POST"): (
+        "amount",
+        "description",
+        "tip",
+        "method",
+        "mode",
+        "shown_total",
+        "qty-²",
+    ),
+    ("terminal.quote", "GET"): ("amount", "tip", "tiyn"),
     ("terminal.show", "GET"): (),
 }
 

@@ -345,3 +345,50 @@ def test_a_nul_character_anywhere_is_a_400_on_every_database(
     assert api.status_code == 400 and api.get_json()["error"]["code"]
     status, page, _headers = _post(owner, "/merchant/cashiers", {"email": "a\x00@a.test"})
     assert status == 400 and "NUL" in page
+
+
+@pytest.mark.parametrize(
+    ("text", "tiyn"),
+    [
+        ("2500", 250_000),
+        ("2,500", 250_000),
+        ("2 500", 250_000),
+        ("2\u00a0500", 250_000),  # a no-break space, as ru/kk keyboards and Excel write it
+        ("2\u202f500", 250_000),  # the narrow one our own format_kzt prints
+        ("1,234,567", 123_456_700),
+        ("2,500.5", 250_050),
+        ("2 500,50", 250_050),
+        ("2500,50", 250_050),
+        ("0,50", 50),
+        ("2500 ₸", 250_000),
+        ("999 999 999.99", 99_999_999_999),
+    ],
+)
+def test_parse_tenge_accepts_grouped_amounts(app: Flask, text: str, tiyn: int) -> None:
+    with app.test_request_context():
+        assert forms.parse_tenge(text, "amount") == tiyn
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2,50", "ambiguous"),  # 2.50, or 2,500 with a digit missing?
+        ("250,5", "ambiguous"),
+        ("2.500,00", "e.g. 2500"),
+        ("2,500 000", "e.g. 2500"),  # two kinds of separator
+        ("25 00", "e.g. 2500"),
+        ("2,5000", "e.g. 2500"),
+        ("2500.555", "e.g. 2500"),
+        ("1 000 000 000", "At most 9 digits"),
+        ("0001000000000", "At most 9 digits"),
+        ("-5", "e.g. 2500"),
+        ("1e3", "e.g. 2500"),
+        ("", "e.g. 2500"),
+        (",", "e.g. 2500"),
+        ("٣٠٠", "e.g. 2500"),
+    ],
+)
+def test_parse_tenge_refuses_ambiguous_or_long_amounts(app: Flask, text: str, message: str) -> None:
+    with app.test_request_context(), pytest.raises(ValidationError, match=message) as caught:
+        forms.parse_tenge(text, "amount")
+    assert caught.value.field == "amount"

@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from merchant_portal import terminal
+from pos import business_day
 from pos.models import Invoice
 from pos.runtime import Runtime
 
@@ -82,9 +84,12 @@ def test_invoice_date_filter_uses_local_days(
 
 
 def test_invoice_pages_show_the_local_clock(
-    as_user: Callable[[str | None], FlaskClient], around_midnight: tuple[str, str]
+    as_user: Callable[[str | None], FlaskClient],
+    around_midnight: tuple[str, str],
+    runtime: Runtime,
+    world: dict[str, int],
 ) -> None:
-    _late, early = around_midnight
+    late, early = around_midnight
     owner = as_user("owner")
     listing = owner.get("/merchant/invoices/").get_data(as_text=True)
     assert "2026-03-02 00:30" in listing and "2026-03-01 23:59" in listing
@@ -93,8 +98,34 @@ def test_invoice_pages_show_the_local_clock(
     assert "2026-03-02 00:30:00 UTC+5" in detail
     receipt = as_user(None).get(f"/i/{early}/receipt").get_data(as_text=True)
     assert "2026-03-02 00:30 UTC+5" in receipt and "19:30" not in receipt
+    # The terminal lists the cashier's own sales of today: move two to local 00:30 today and
+    # 23:30 yesterday, made by the cashier; only the first shows, on the local clock.
+    midnight = business_day.day_start(business_day.today())
+    for invoice_id, moment in (
+        (early, midnight + timedelta(minutes=30)),
+        (late, midnight - timedelta(minutes=30)),
+    ):
+        with runtime.session_factory.begin() as session:
+            invoice = session.get_one(Invoice, invoice_id)
+            invoice.created_at, invoice.created_by_user_id = moment, world["cashier"]
     side = as_user("cashier").get("/terminal/").get_data(as_text=True)
     assert "<td>00:30</td>" in side and "<td>19:30</td>" not in side
+    assert early[:8] in side and late[:8] not in side and "<td>23:30</td>" not in side
+
+
+def test_recent_sales_cut_at_local_midnight(
+    app: Flask, runtime: Runtime, world: dict[str, int], around_midnight: tuple[str, str]
+) -> None:
+    late, early = around_midnight
+    with runtime.session_factory.begin() as session:
+        for invoice in session.scalars(select(Invoice)):
+            invoice.created_by_user_id = world["cashier"]
+    with app.app_context():
+        second = terminal.recent_sales(world["cashier"], datetime(2026, 3, 2, 10, tzinfo=UTC))
+        first = terminal.recent_sales(world["cashier"], datetime(2026, 3, 1, 18, tzinfo=UTC))
+        owners = terminal.recent_sales(world["owner"], datetime(2026, 3, 2, 10, tzinfo=UTC))
+    assert early in [i.id for i in second] and late not in [i.id for i in second]
+    assert [i.id for i in first] == [late] and owners == []
 
 
 def test_invoice_csv_has_local_times_with_the_offset(

@@ -12,11 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from pos import invoices
 from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.methods.bitcoin import GAP_LIMIT, first_addresses
-from pos.models import AuditLog, Merchant
+from pos.models import AuditLog, Invoice, Merchant
 from pos.runtime import Runtime
-from pos.states import PaymentMethod
+from pos.states import InvoiceStatus, PaymentMethod
 
 from portal_helpers import change_password, csrf_from, login
 
@@ -205,6 +206,35 @@ def test_invoice_list_filters_export_and_timeline(
     assert rows[0]["price_tiyn"] == "250000" and rows[0]["unit"] == "base_units"
     detail = owner.get(f"/merchant/invoices/{kzte}").get_data(as_text=True)
     assert 'id="timeline"' in detail and "invoice.created" in detail
+
+
+def test_timeline_says_which_payments_were_not_accepted(
+    owner: FlaskClient, runtime: Runtime, make_invoice: Callable[..., str], world: dict[str, int]
+) -> None:
+    invoice_id = make_invoice(world["shop"], 250_000, PaymentMethod.KZTE)
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        # What the KZTE watcher records for a transfer in another token / to another wallet.
+        for txid, reason in (("sig-mint", "wrong_mint"), ("sig-thief", "wrong_recipient")):
+            invoices.record_rejected_payment(session, invoice, txid, reason, "detail")
+        assert (
+            invoices.record_rejected_payment(session, invoice, "sig-mint", "wrong_mint", "") is None
+        )
+        session.commit()
+    detail = owner.get(f"/merchant/invoices/{invoice_id}").get_data(as_text=True)
+    timeline = detail[detail.index('id="timeline"') :]
+    assert timeline.count('class="rejected"') == 2
+    assert "payment not accepted: paid in another token, not KZTE" in timeline
+    assert "payment not accepted: paid to another account, not this shop&#39;s" in timeline
+    assert "sig-mint" in timeline and "sig-thief" in timeline
+    ru = owner.get(f"/merchant/invoices/{invoice_id}", headers={"Accept-Language": "ru"})
+    assert "платёж не принят: оплачено другим токеном, не KZTE" in ru.get_data(True)
+    kk = owner.get(f"/merchant/invoices/{invoice_id}", headers={"Accept-Language": "kk"})
+    assert "төлем қабылданбады" in kk.get_data(True)
+    # A rejection changes nothing else: no payment, still waiting.
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        assert invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic == 0
 
 
 def test_gap_limit_warning(

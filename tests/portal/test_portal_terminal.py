@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from merchant_portal import choice
 from pos import catalog
-from pos.models import Invoice, Merchant, MerchantStatus
+from pos.models import Invoice, Merchant, MerchantStatus, PaymentStatus
 from pos.runtime import Runtime
+from settlement.ledger.models import Refund
+from settlement.payments import Observation, observe_payment, reevaluate
 
 import factories
 from portal_helpers import csrf_from, login
@@ -46,13 +50,70 @@ def test_terminal_page_has_a_keypad_that_needs_no_inline_script(cashier: FlaskCl
 
 
 def test_tip_is_added_to_the_price(cashier: FlaskClient, runtime: Runtime) -> None:
-    status, location, _ = _post(
-        cashier, {"amount": "2500", "tip": "10", "method": "kzte", "description": "lunch"}
+    sale = {"amount": "2500", "tip": "10", "method": "kzte", "description": "lunch"}
+    # Without JavaScript the first press shows the total with the tip; nothing is charged yet.
+    status, location, page = _post(cashier, sale)
+    assert status == 200 and not location
+    assert (
+        'id="review-prompt"' in page
+        and 'name="shown_total" id="shown-total" value="275000"' in page
     )
+    assert "2,500.00 ₸ + tip 10 % 250.00 ₸ = 2,750.00 ₸" in page
+    assert 'id="sale-total-rounding" hidden' in page  # 250.00 is exact: no rounding to show
+    # A total the cashier was shown for another amount is not this one: review again.
+    status, _, page = _post(cashier, {**sale, "amount": "2600", "shown_total": "275000"})
+    assert status == 200 and 'value="286000"' in page
+    status, location, _ = _post(cashier, {**sale, "shown_total": "275000"})
     assert status == 302
     invoice = _invoice(runtime, location)
     assert invoice.price_tiyn == 275_000
     assert invoice.description == "lunch · tip 10%: 250.00 ₸"
+
+
+def test_tip_rounding_is_half_up_and_shown(cashier: FlaskClient, runtime: Runtime) -> None:
+    # 10 % of 2 345.55 ₸ is 234.555 ₸: half a tiyn, which goes up.
+    status, _, page = _post(cashier, {"amount": "2 345,55", "tip": "10", "method": "kzte"})
+    assert status == 200 and 'value="258011"' in page
+    assert "10 % of 2,345.55 ₸ is 234.555 ₸, rounded half up to 234.56 ₸." in page
+    answer = cashier.get("/terminal/quote?amount=2345.55&tip=10")
+    assert answer.status_code == 200
+    assert answer.json is not None and answer.json["total_tiyn"] == "258011"
+    assert answer.json["total"] == "2,580.11"
+    assert "rounded half up to 234.56" in answer.json["rounding"]
+    cart = cashier.get("/terminal/quote?tiyn=100001&tip=5").json  # the cart's running total
+    assert cart is not None and cart["total_tiyn"] == str(100_001 + 5_000)  # 5000.05 -> 5000
+    status, location, _ = _post(
+        cashier, {"amount": "2 345,55", "tip": "10", "method": "kzte", "shown_total": "258011"}
+    )
+    assert status == 302 and _invoice(runtime, location).price_tiyn == 258_011
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("amount=2,50&tip=10", "amount"),
+        ("amount=1234567890&tip=10", "amount"),
+        ("amount=2500&tip=33", "tip"),
+        ("amount=2500&tip=²", "tip"),
+        ("tiyn=-5&tip=5", "amount"),
+    ],
+)
+def test_quote_refuses_what_a_sale_would(cashier: FlaskClient, query: str, field: str) -> None:
+    answer = cashier.get(f"/terminal/quote?{query}")
+    assert answer.status_code == 400 and answer.json is not None
+    assert answer.json["field"] == field
+
+
+def test_terminal_accepts_grouped_amounts_and_nine_digits(
+    cashier: FlaskClient, runtime: Runtime
+) -> None:
+    for typed in ("2,500", "2\u00a0500", "2500"):
+        status, location, _ = _post(cashier, {"amount": typed, "method": "kzte"})
+        assert status == 302 and _invoice(runtime, location).price_tiyn == 250_000
+    status, _, page = _post(cashier, {"amount": "1 000 000 000", "method": "kzte"})
+    assert status == 400 and 'id="amount-error"' in page and "At most 9 digits" in page
+    status, _, page = _post(cashier, {"amount": "2,50", "method": "kzte"})
+    assert status == 400 and "ambiguous" in page
 
 
 def test_unknown_tip_is_a_field_error(cashier: FlaskClient) -> None:
@@ -101,13 +162,38 @@ def test_qr_screen_shows_both_amounts_and_the_live_hooks(
 
 
 def test_recent_and_today_totals(
-    cashier: FlaskClient, make_invoice: Callable[..., str], world: dict[str, int]
+    cashier: FlaskClient,
+    as_user: Callable[[str | None], FlaskClient],
+    make_invoice: Callable[..., str],
+    world: dict[str, int],
 ) -> None:
-    invoice_id = make_invoice(world["shop"])
+    _, location, _ = _post(cashier, {"amount": "2500", "method": "kzte"})
+    mine = location.rsplit("/", 1)[1]
+    # Someone else's sale at our shop and another shop's sale count in neither list.
+    api_sale = make_invoice(world["shop"])
     theirs = make_invoice(world["other"])
+    owners_sale = _post(as_user("owner"), {"amount": "900", "method": "kzte"})[1]
     page = cashier.get("/terminal/").get_data(as_text=True)
-    assert invoice_id[:8] in page and theirs[:8] not in page
-    assert "0 paid of 1" in page
+    recent = page[page.index('id="recent-sales"') :]
+    assert f'href="/terminal/invoices/{mine}"' in recent and f"/i/{mine}/receipt" in recent
+    assert "waiting for payment" in recent
+    for other in (api_sale, theirs, owners_sale.rsplit("/", 1)[1]):
+        assert other[:8] not in recent
+    assert "0 paid of 3" in page  # the shop's day: ours, the API's and the owner's
+    ru = cashier.get("/terminal/", headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    assert "ожидает оплаты" in ru[ru.index('id="recent-sales"') :]
+
+
+def test_recent_sales_are_todays_only(
+    cashier: FlaskClient, runtime: Runtime, world: dict[str, int]
+) -> None:
+    _, location, _ = _post(cashier, {"amount": "2500", "method": "kzte"})
+    with runtime.session_factory.begin() as session:
+        invoice = session.get(Invoice, location.rsplit("/", 1)[1])
+        assert invoice is not None
+        invoice.created_at = invoice.created_at - timedelta(days=1)
+    page = cashier.get("/terminal/").get_data(as_text=True)
+    assert "No sales of yours today yet." in page
 
 
 def test_shopper_chooses_flow(
@@ -116,7 +202,9 @@ def test_shopper_chooses_flow(
     runtime: Runtime,
     world: dict[str, int],
 ) -> None:
-    status, location, _ = _post(cashier, {"amount": "3000", "method": "choose", "tip": "5"})
+    status, location, _ = _post(
+        cashier, {"amount": "3000", "method": "choose", "tip": "5", "shown_total": "315000"}
+    )
     assert status == 302 and location.startswith("/terminal/choice?t=")
     token = location.split("t=", 1)[1]
     wait = cashier.get(location).get_data(as_text=True)
@@ -205,3 +293,58 @@ def test_a_suspended_shops_cashier_is_told_so_at_sign_in(
     owner = app.test_client()
     login(owner, "owner@a.test", factories.PASSWORD)
     assert owner.get("/merchant/").status_code == 200
+
+
+def _pay_final(runtime: Runtime, invoice_id: str, amount_atomic: int, txid: str) -> None:
+    """A final KZTE transfer seen by the watcher, through the real payment services."""
+    with runtime.session_factory() as session:
+        invoice = session.get(Invoice, invoice_id)
+        assert invoice is not None
+        observe_payment(
+            session, invoice, Observation("solana", txid, 0, amount_atomic, PaymentStatus.FINAL)
+        )
+        reevaluate(session, invoice)
+        session.commit()
+
+
+def test_refund_button_on_an_overpaid_settled_sale_is_the_owners(
+    cashier: FlaskClient, as_user: Callable[[str | None], FlaskClient], runtime: Runtime
+) -> None:
+    owner = as_user("owner")
+    _, location, _ = _post(owner, {"amount": "2500", "method": "kzte"})
+    owners_sale = location.rsplit("/", 1)[1]
+    _, location, _ = _post(cashier, {"amount": "2500", "method": "kzte"})
+    cashiers_sale = location.rsplit("/", 1)[1]
+    for sale in (owners_sale, cashiers_sale):
+        _pay_final(runtime, sale, 3_000_000_000, f"sig-over-{sale}")  # 3000 of 2500 KZTE
+    page = owner.get("/terminal/").get_data(as_text=True)
+    recent = page[page.index('id="recent-sales"') :]
+    assert "Refund 500.00 ₸" in recent and 'action="/refunds/"' in recent
+    assert f'name="invoice_id" value="{owners_sale}"' in recent
+    screen = owner.get(f"/terminal/invoices/{owners_sale}").get_data(as_text=True)
+    assert 'id="refund-form"' in screen and "the extra is owed back" in screen
+    # Refunds are the owner's to start (as on the refunds page): a cashier gets no button.
+    for path in ("/terminal/", f"/terminal/invoices/{cashiers_sale}"):
+        page = cashier.get(path).get_data(as_text=True)
+        assert 'action="/refunds/"' not in page
+        assert "Owes 500.00 ₸ back: the owner starts the refund." in page
+    # The button starts the existing flow: a claim link for the whole extra.
+    token = csrf_from(owner, "/terminal/")
+    answer = owner.post("/refunds/", data={"csrf_token": token, "invoice_id": owners_sale})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/refunds/"
+    with runtime.session_factory() as session:
+        refund = session.scalar(select(Refund).where(Refund.invoice_id == owners_sale))
+        assert refund is not None and refund.amount_atomic == 500_000_000
+    # Nothing more is owed back once the claim link covers it: the button goes away.
+    assert "Refund 500.00 ₸" not in owner.get("/terminal/").get_data(as_text=True)
+
+
+def test_an_exactly_paid_sale_has_no_refund_button(
+    as_user: Callable[[str | None], FlaskClient], runtime: Runtime
+) -> None:
+    owner = as_user("owner")
+    _, location, _ = _post(owner, {"amount": "2500", "method": "kzte"})
+    sale = location.rsplit("/", 1)[1]
+    _pay_final(runtime, sale, 2_500_000_000, "sig-exact")
+    page = owner.get("/terminal/").get_data(as_text=True)
+    assert "paid" in page and 'action="/refunds/"' not in page
