@@ -119,9 +119,12 @@ class Catalogue:
     untranslated: dict[str, set[str]] = field(default_factory=dict)  # lang -> English msgids
     patterns: dict[str, list[tuple[re.Pattern[str], str]]] = field(default_factory=dict)
     english: set[str] = field(default_factory=set)  # every msgid
+    vocabulary: set[str] = field(default_factory=set)  # the msgids' words, lower case
 
 
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|%[sd]")
+CYRILLIC = re.compile("[\u0400-\u04ff]")
+ENGLISH_WORD = re.compile(r"^\(?([A-Za-z]?[a-z]+|[a-z]+'[a-z]+)[,.;:)!?]*$")
 
 
 def _load_catalogue() -> Catalogue:
@@ -155,6 +158,9 @@ def _load_catalogue() -> Catalogue:
         catalogue.untranslated[lang] = missing
         catalogue.patterns[lang] = patterns
     catalogue.english = {_normal(m) for m in english}
+    catalogue.vocabulary = {
+        w.lower() for m in english for w in re.findall(r"[A-Za-z]{3,}", PLACEHOLDER.sub("", m))
+    }
     catalogue.rendered["en"] = catalogue.english
     catalogue.untranslated["en"] = set()
     catalogue.patterns["en"] = []
@@ -275,8 +281,8 @@ def _seed(runtime: Runtime, app: Any) -> dict[str, str]:
         "partial": (0.4, None),
         "overpaid": (1.5, InvoiceStatus.SETTLED),
     }
-    for name, (share, status) in states.items():
-        ids[name] = _invoice(runtime, world["shop"], 1_234_500, f"{name} order, table 4")
+    for table, (name, (share, status)) in enumerate(states.items(), start=1):
+        ids[name] = _invoice(runtime, world["shop"], 1_234_500, f"Палау, {table}-үстел")
         _pay(runtime, ids[name], share, status)
     ids["expired"] = _invoice(runtime, world["shop"], 99_000, "coffee")
     with runtime.session_factory() as session:
@@ -408,7 +414,23 @@ def _text_problems(text: str, lang: str, statuses: set[str], catalogue: Catalogu
             if pattern.match(text):
                 found.append(f"untranslated {text!r} (msgid {msgid!r})")
                 break
+        else:
+            if lang != "en" and _looks_english(text, catalogue):
+                found.append(f"English outside the catalogue {text!r}")
     return found
+
+
+def _looks_english(text: str, catalogue: Catalogue) -> bool:
+    """A hard-coded English phrase (never wrapped in _(), so not in the catalogue): no Cyrillic,
+    and at least two words, most of them words the catalogue's English uses. Names, ids,
+    addresses and brands (one word, or words the catalogue never uses) do not look so."""
+    if CYRILLIC.search(text) or text in catalogue.english:
+        return False
+    tokens = text.split()
+    # Words, not identifiers: `user.created`, `zone:bank`, `BTC/KZT` and JSON are not prose.
+    words = [m.group(1).lower() for t in tokens if (m := ENGLISH_WORD.match(t))]
+    known = sum(w in catalogue.vocabulary for w in words)
+    return known >= 2 and len(words) >= 0.75 * len(tokens)
 
 
 def _check_terminal_fits(page: Any, lang: str, problems: list[str]) -> None:
@@ -420,6 +442,12 @@ def _check_terminal_fits(page: Any, lang: str, problems: list[str]) -> None:
         page.evaluate("() => window.scrollTo(0, 0)")
         for what, selector in (("keypad", "#keypad"), ("Charge", ".methods button.primary")):
             box = page.locator(selector).first.bounding_box()
+            if box is not None:
+                print(
+                    f"terminal {screen.width}x{screen.height} {lang}: {what} ends at"
+                    f" {round(box['y'] + box['height'])} px",
+                    flush=True,
+                )
             if box is None:
                 problems.append(f"terminal {screen.name} {lang}: {what} is not shown")
             elif box["y"] < 0 or box["y"] + box["height"] > screen.height:
