@@ -58,18 +58,28 @@ def _wallet_pay(args: argparse.Namespace, settings: Settings) -> int:
 
             if args.wrong_mint:
                 raise SystemExit("error: --wrong-mint is for Solana Pay URIs")
-            txids = pay_bitcoin(args.uri, rpc_url=settings.bitcoin_rpc_url,
-                                wallet_dir=wallet_dir / "bitcoin", amount_factor=_factor(args),
-                                times=times, double_spend_to=args.double_spend_to)
+            txids = pay_bitcoin(
+                args.uri,
+                rpc_url=settings.bitcoin_rpc_url,
+                wallet_dir=wallet_dir / "bitcoin",
+                amount_factor=_factor(args),
+                times=times,
+                double_spend_to=args.double_spend_to,
+            )
         elif scheme == "solana":
             from sandbox.solana.wallet import pay_uri as pay_solana
 
             if args.double_spend_to:
                 raise SystemExit("error: --double-spend-to is for bitcoin: URIs")
-            txids = pay_solana(args.uri, rpc_url=settings.solana_rpc_url,
-                               wallet_dir=wallet_dir / "solana", amount_factor=_factor(args),
-                               times=times, wrong_mint=args.wrong_mint,
-                               faucet_data_dir=settings.data_dir)
+            txids = pay_solana(
+                args.uri,
+                rpc_url=settings.solana_rpc_url,
+                wallet_dir=wallet_dir / "solana",
+                amount_factor=_factor(args),
+                times=times,
+                wrong_mint=args.wrong_mint,
+                faucet_data_dir=settings.data_dir,
+            )
         else:
             print("error: the URI must start with bitcoin: or solana:", file=sys.stderr)
             return 2
@@ -86,7 +96,8 @@ def _wallet_pay(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     """Add `sandbox bitcoin`, `sandbox solana` and `wallet pay` to the `cryptocity` parser."""
     sandbox = sub.add_parser("sandbox", help="local sandbox chains").add_subparsers(
-        dest="chain", required=True)
+        dest="chain", required=True
+    )
     p = sandbox.add_parser("bitcoin", help="Bitcoin Core regtest stand-in (JSON-RPC)")
     bitcoin_cli.add_arguments(p)
     p.set_defaults(handler=_sandbox_bitcoin)
@@ -97,15 +108,19 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_demo_day)
 
     wallet = sub.add_parser("wallet", help="the sandbox shopper wallet").add_subparsers(
-        dest="w", required=True)
+        dest="w", required=True
+    )
     p = wallet.add_parser("pay", help="pay a bitcoin: or solana: payment URI")
     p.set_defaults(handler=_wallet_pay)
     p.add_argument("uri")
     p.add_argument("--less", type=Decimal, metavar="PCT", help="pay PCT percent less")
     p.add_argument("--more", type=Decimal, metavar="PCT", help="pay PCT percent more")
     p.add_argument("--twice", action="store_true", help="pay the same request twice")
-    p.add_argument("--double-spend-to", metavar="ADDR",
-                   help="then replace the payment by a fee-bumped one to ADDR (BTC)")
+    p.add_argument(
+        "--double-spend-to",
+        metavar="ADDR",
+        help="then replace the payment by a fee-bumped one to ADDR (BTC)",
+    )
     p.add_argument("--wrong-mint", action="store_true", help="pay with another token (KZTE)")
     p.add_argument("--wallet-dir", type=Path, help="default <data dir>/sandbox/shopper")
     p.add_argument("--json", action="store_true")

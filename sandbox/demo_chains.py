@@ -24,8 +24,11 @@ def _bitcoin_ready(rpc_url: str) -> bool:
     request = urllib.request.Request(
         f"{parts.scheme}://{parts.hostname}:{parts.port}/",
         data=json.dumps({"jsonrpc": "1.0", "id": 0, "method": "getblockcount"}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(
-            f"{parts.username}:{parts.password}".encode()).decode()},
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic "
+            + base64.b64encode(f"{parts.username}:{parts.password}".encode()).decode(),
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
@@ -56,13 +59,25 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
 
     command = [sys.executable, "-m", "pos.cli", "sandbox"]
     rpc = urlsplit(settings.bitcoin_rpc_url)
-    bitcoin = subprocess.Popen([
-        *command, "bitcoin", "--rpcport", str(rpc.port or 18443),
-        "--rpcuser", rpc.username or "cryptocity", "--rpcpassword", rpc.password or "cryptocity",
-        "--datadir", str(settings.sandbox_dir / "bitcoin"),
-        "--mine-interval", str(DEMO_MINE_INTERVAL_S),
-        *(["--zmqpubsequence", settings.bitcoin_zmq_url] if settings.bitcoin_zmq_url else []),
-    ], env=env, start_new_session=True)
+    bitcoin = subprocess.Popen(
+        [
+            *command,
+            "bitcoin",
+            "--rpcport",
+            str(rpc.port or 18443),
+            "--rpcuser",
+            rpc.username or "cryptocity",
+            "--rpcpassword",
+            rpc.password or "cryptocity",
+            "--datadir",
+            str(settings.sandbox_dir / "bitcoin"),
+            "--mine-interval",
+            str(DEMO_MINE_INTERVAL_S),
+            *(["--zmqpubsequence", settings.bitcoin_zmq_url] if settings.bitcoin_zmq_url else []),
+        ],
+        env=env,
+        start_new_session=True,
+    )
     state_file: Path = settings.sandbox_dir / "solana.json"
     state_file.unlink(missing_ok=True)
     fund: list[str] = []
@@ -70,11 +85,22 @@ def start_demo_chains(settings: Settings, env: dict[str, str]) -> list[subproces
         fund += ["--fund", demo_solana_wallet(merchant.slug)]
     if settings.zone_kzte_wallet:
         fund += ["--fund", settings.zone_kzte_wallet]  # SOL for the zone's refunds
-    solana = subprocess.Popen([
-        *command, "solana", "--data-dir", str(settings.data_dir),
-        "--rpc-port", str(urlsplit(settings.solana_rpc_url).port or 8899),
-        "--ws-port", str(urlsplit(settings.solana_ws_url).port or 8900), *fund,
-    ], env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    solana = subprocess.Popen(
+        [
+            *command,
+            "solana",
+            "--data-dir",
+            str(settings.data_dir),
+            "--rpc-port",
+            str(urlsplit(settings.solana_rpc_url).port or 8899),
+            "--ws-port",
+            str(urlsplit(settings.solana_ws_url).port or 8900),
+            *fund,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait("Bitcoin sandbox", lambda: _bitcoin_ready(settings.bitcoin_rpc_url), bitcoin)
         print(f"bitcoin: regtest stand-in at {rpc.hostname}:{rpc.port}", flush=True)
