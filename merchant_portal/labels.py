@@ -12,13 +12,15 @@ groups the thousands, so an amount never wraps).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 from babel.numbers import format_decimal
 from flask import Flask, has_request_context
 from flask_babel import LazyString, get_locale
 from flask_babel import lazy_pgettext as _lp
+from jinja2 import pass_context
 
 from pos import money
 from pos.models import MerchantStatus, Role, SettlementMode
@@ -188,10 +190,23 @@ def format_number(value: int | Decimal) -> str:
     return str(format_decimal(int(value), format="#,##0", locale=_locale_name()))
 
 
+def _per_request(function: Callable[..., str]) -> Callable[..., str]:
+    """`function` as a Jinja filter evaluated at render time. Jinja folds a filter applied to
+    a constant (`{{ 'opening' | label('ledger_kind') }}`) once, when the template compiles, so
+    the first request's language would stick for the process; a context filter is never folded.
+    """
+
+    @pass_context
+    def filter_(_context: object, *args: Any, **kwargs: Any) -> str:
+        return function(*args, **kwargs)
+
+    return filter_
+
+
 def init_app(app: Flask) -> None:
-    app.add_template_filter(label, "label")
-    app.add_template_filter(labels, "labels")
-    app.add_template_filter(format_kzt, "tenge")
-    app.add_template_filter(format_number, "number")
+    app.add_template_filter(_per_request(label), "label")
+    app.add_template_filter(_per_request(labels), "labels")
+    app.add_template_filter(_per_request(format_kzt), "tenge")
+    app.add_template_filter(_per_request(format_number), "number")
     app.add_template_global(format_kzt, "format_kzt")
     app.add_template_global(format_kzt, "kzt")

@@ -33,12 +33,25 @@
     });
     return tiyn;
   };
+  // Tiyn as tenge in the page's language, like the server's labels.format_kzt: whole tenge
+  // grouped by Intl, the tiyn appended as digits (no float rounding of money).
+  var pageLocale = document.documentElement.lang || "en";
+  var formatTenge = function (tiyn) {
+    var decimal = ".";
+    try {
+      new Intl.NumberFormat(pageLocale, { minimumFractionDigits: 1 }).formatToParts(1.5)
+        .forEach(function (part) { if (part.type === "decimal") { decimal = part.value; } });
+      return new Intl.NumberFormat(pageLocale).format(Math.floor(tiyn / 100)) + decimal +
+        String(tiyn % 100).padStart(2, "0");
+    } catch (e) {
+      return String(Math.floor(tiyn / 100)) + decimal + String(tiyn % 100).padStart(2, "0");
+    }
+  };
   if (cartForm && cartTotal) {
     var update = function () {
       var tiyn = cartTiyn();
       cartTotal.hidden = false;
-      cartTotal.textContent = "= " + Math.floor(tiyn / 100).toLocaleString("ru-RU") + "." +
-        String(tiyn % 100).padStart(2, "0") + " ₸";
+      cartTotal.textContent = "= " + formatTenge(tiyn) + " ₸";
     };
     cartForm.addEventListener("input", update);
     update();

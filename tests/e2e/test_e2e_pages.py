@@ -80,7 +80,10 @@ TABLETS = ("1024", "768")  # where the terminal's keypad and Charge must fit wit
 
 # Seen by the browser but not pages: CSV downloads, the live event stream (never ends), JSON
 # polling answers, QR images, and the health and metrics probes (text for machines).
-NOT_A_PAGE = re.compile(r"(\.csv|\.json|\.svg|/events)$|^/(healthz|metrics)$")
+# Images, stylesheets and the terminal's JSON quote are fetched by pages, never shown alone.
+NOT_A_PAGE = re.compile(
+    r"(\.csv|\.json|\.svg|\.webp|\.css|/events)$|^/(healthz|metrics|terminal/quote)$"
+)
 
 USERS = {
     "owner": "owner@a.test",
@@ -150,8 +153,10 @@ def _load_catalogue() -> Catalogue:
             if PLACEHOLDER.search(msgid):
                 literal = PLACEHOLDER.sub("", msgid)
                 if len(re.sub(r"\W", "", literal)) >= 4:  # enough words to be recognisable
-                    parts = [re.escape(_normal(p)) for p in PLACEHOLDER.split(msgid)]
-                    patterns.append((re.compile("^" + r"\s*.+?\s*".join(parts) + "$"), msgid))
+                    # The text around each placeholder as written, spaces included: 'merchant
+                    # %(id)s' is 'merchant 7', never the identifier 'merchant.active'.
+                    parts = [re.escape(re.sub(r"\s+", " ", p)) for p in PLACEHOLDER.split(msgid)]
+                    patterns.append((re.compile("^" + ".+?".join(parts).strip() + "$"), msgid))
             else:
                 missing.add(_normal(msgid))
         catalogue.rendered[lang] = texts
@@ -178,7 +183,9 @@ VISIBLE_TEXTS = """() => {
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const text = node.nodeValue.replace(/\\s+/g, ' ').trim();
     const parent = node.parentElement;
+    // Codes shown as codes (account codes, txids, action names in monospace) are not prose.
     if (!text || !parent || parent.closest('script, style, template, noscript')) continue;
+    if (parent.closest('code, kbd, samp, .mono')) continue;
     const shown = parent.tagName === 'OPTION' ? parent.closest('select').checkVisibility()
                                               : parent.checkVisibility();
     if (shown) out.push(text);

@@ -455,3 +455,19 @@ def test_a_domain_error_with_a_state_names_it_in_the_readers_language(
         )
     with app.test_request_context("/", headers={"Cookie": "lang=kk"}):
         assert translated(refused.value) == "'Shop A' дүкені — тоқтатылған; шот құруға болмайды"
+
+
+def test_a_label_of_a_constant_follows_each_readers_language(
+    as_user: Callable[[str | None], FlaskClient], ids: dict[str, str]
+) -> None:
+    # Jinja folds a filter over a constant when the template compiles: the statement's
+    # `'opening' | label(...)` kept the first reader's language for the whole process.
+    path = "/reports/merchants/{shop}/statement".format(**ids)
+    client = as_user("operator")
+    shown = {
+        language: _in(client, language).get(path).get_data(as_text=True)
+        for language in ("en", "ru", "kk")
+    }
+    assert "<td>opening</td>" in shown["en"]
+    assert "<td>начало периода</td>" in shown["ru"] and "<td>opening</td>" not in shown["ru"]
+    assert "<td>opening</td>" not in shown["kk"]
