@@ -140,7 +140,8 @@ def test_a_stale_and_a_diverging_source_refuse_btc_and_alert_the_operator(
         assert row and "status-disagreeing" in row.group(1)
     assert "raised" in rates_page.split('id="rate-history"')[1]
     overview = operator.get("/operator/").get_data(as_text=True)
-    assert "rates.alarm_raised" in overview  # the alert also shows in the zone's audit log
+    # The alert also shows in the zone's audit log, as a sentence.
+    assert "Rate alarm btc_spread raised" in overview
 
     gauges = _gauges(operator)
     assert gauges[("cryptocity_rate_alarm", (("alarm", "btc_spread"),))] == 1.0
