@@ -243,6 +243,11 @@ def book_one(factory: sessionmaker[Session], settings: Settings, invoice_id: str
     for attempt in range(DRAIN_TRIES):
         with factory() as session:
             try:
+                # The token before the invoice: a change committed after this read carries a
+                # newer `queued_at`, so the delete below leaves it (SQLite reads outside a
+                # transaction until the first write, so this order is what makes it safe
+                # there). The invoice's lock then comes before the queue row's, the order every
+                # enqueuer keeps (pos.ledger_queue).
                 queued_at = session.scalar(
                     select(LedgerQueue.queued_at).where(LedgerQueue.invoice_id == invoice_id)
                 )

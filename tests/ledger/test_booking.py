@@ -6,11 +6,13 @@ Decimal arithmetic, not with the posting module's functions.
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import ROUND_FLOOR, Decimal
 
 import pytest
 from ledger_support import MakeInvoice, pay, unbalanced_transactions
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pos import accounts, chart, invoices
@@ -24,6 +26,7 @@ from settlement.ledger.booking import drain_queue
 from settlement.ledger.errors import UnknownAccountError
 from settlement.ledger.models import LedgerTransaction, Side, TransactionKind
 from settlement.ledger.posting import Leg, Posting, write_posting
+from settlement.payments import Observation, observe_payment, reevaluate_safely
 
 pytestmark = pytest.mark.db
 FEE_BP = 100  # the zone default in the test settings
@@ -268,3 +271,49 @@ def test_a_posting_to_an_account_outside_the_chart_is_refused(session: Session) 
     )
     with pytest.raises(UnknownAccountError, match="zone:typo"):
         write_posting(session, posting)
+
+
+def test_a_watcher_and_the_booker_wait_for_each_other_on_one_invoice_instead_of_deadlocking(
+    runtime: Runtime, session: Session, make_invoice: MakeInvoice
+) -> None:
+    # CI's soak on PostgreSQL: a watcher upserted the queue row and then bumped the invoice,
+    # while the booker held the invoice and deleted the row: a deadlock, one side aborted.
+    invoice = make_invoice()
+    pay(session, invoice, invoice.amount_due_atomic, PaymentStatus.SEEN, txid="tx-lock")
+    invoice_id, due = invoice.id, invoice.amount_due_atomic
+    assert session.get(LedgerQueue, invoice_id) is not None
+    factory = runtime.session_factory
+    booker = factory()
+    token = booker.scalar(select(LedgerQueue.queued_at).where(LedgerQueue.invoice_id == invoice_id))
+    booker.scalar(select(Invoice).where(Invoice.id == invoice_id).with_for_update())
+    failures: list[BaseException] = []
+
+    def watcher() -> None:
+        try:
+            with factory() as watching:
+                seen = Observation("solana", "tx-lock", 0, due, PaymentStatus.FINAL, 32)
+                observe_payment(watching, watching.get_one(Invoice, invoice_id), seen)
+                reevaluate_safely(watching, invoice_id)
+                watching.commit()
+        except BaseException as error:  # reported by the assertion below
+            failures.append(error)
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        time.sleep(1.5)  # past PostgreSQL's deadlock_timeout (1 s), had the watcher made a cycle
+        booker.execute(
+            delete(LedgerQueue).where(
+                LedgerQueue.invoice_id == invoice_id, LedgerQueue.queued_at == token
+            )
+        )
+        booker.commit()
+    finally:
+        booker.close()
+    thread.join(30)
+    assert not thread.is_alive() and failures == []
+    session.expire_all()
+    # The watcher's change is waiting for the booker; the request the booker took is gone.
+    assert session.get_one(Invoice, invoice_id).status is InvoiceStatus.SETTLED
+    queued = session.get(LedgerQueue, invoice_id)
+    assert queued is not None and queued.queued_at != token
