@@ -173,6 +173,13 @@ def refundable_tiyn(invoice: Invoice) -> int:
     return owed_tiyn if owed_atomic > 0 else 0
 
 
+def returnable_tiyn(invoice: Invoice) -> int:
+    """What of a settled sale its owner can still return (the sale less returns made)."""
+    if current_user.role != "owner" or invoice.status is not InvoiceStatus.SETTLED:
+        return 0
+    return refunds.returnable(db(), settings(), invoice)
+
+
 def _page(
     merchant: Merchant,
     template: str = "terminal.html",
@@ -188,6 +195,7 @@ def _page(
         merchant=merchant,
         recent=recent,
         refundable={inv.id: refundable_tiyn(inv) for inv in recent},
+        returnable={inv.id: returnable_tiyn(inv) for inv in recent},
         can_refund=current_user.role == "owner",
         methods=available_methods(merchant),
         items=items,
@@ -323,6 +331,7 @@ def show(invoice_id: str) -> str:
     return render_template(
         "terminal_invoice.html",
         refundable_tiyn=refundable_tiyn(invoice),
+        returnable_tiyn=returnable_tiyn(invoice),
         can_refund=current_user.role == "owner",
         **checkout_context(invoice),
     )

@@ -9,7 +9,7 @@ from pos.migrate import alembic_config, is_current
 
 def test_one_head_and_the_database_is_at_it(engine: Engine, database_url: str) -> None:
     heads = ScriptDirectory.from_config(alembic_config(database_url)).get_heads()
-    assert heads == ["0016_invoice_lines"]
+    assert heads == ["0017_refund_kind"]
     assert is_current(engine, database_url)
 
 

@@ -11,6 +11,9 @@ postings should stand now —
   owed_back             a SETTLED, EXPIRED or INVALID invoice: whatever it received beyond its
                         allocation (paid over, paid after the late window, expired short,
                         invalidated) to zone:refunds_due, or to the merchant's refunds_owed
+  return:<refund id>    a SETTLED invoice's sale returned by its merchant (a `sale_return`
+                        refund not cancelled), up to the sale: from payable to zone:refunds_due
+                        (`tenge`), or from the memorandum sales to refunds_owed (`direct`)
 `book_invoice` compares that with the postings standing and writes the difference: a posting
 no longer wanted is reversed (exactly its own legs), a wanted one not standing is written, and
 a changed one is reversed and written again. Keys make every step happen once:
@@ -41,7 +44,13 @@ from pos.models import Invoice, LedgerQueue, PaymentStatus, SettlementMode
 from pos.runtime import Runtime
 from pos.settings import Settings
 from pos.states import EventType, InvoiceStatus
-from settlement.ledger.models import LedgerTransaction, TransactionKind
+from settlement.ledger.models import (
+    LedgerTransaction,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    TransactionKind,
+)
 from settlement.ledger.posting import (
     Leg,
     Posting,
@@ -51,6 +60,7 @@ from settlement.ledger.posting import (
     merchant_fee_bp,
     owed_back_legs,
     receipt_legs,
+    return_legs,
     reversal_legs,
     write_posting,
 )
@@ -96,6 +106,8 @@ class Split:
     allocated_tiyn: int
     allocated_atomic: int
     closed: bool  # settled, expired or invalid: what was not allocated is owed back
+    sale_tiyn: int = 0  # of the allocation, the sale's part (net + fee): what can be returned
+    returned_tiyn: int = 0  # of the sale, what its merchant returned (booked here)
 
     @property
     def owed_back(self) -> tuple[int, int]:
@@ -108,8 +120,9 @@ class Split:
         )
 
 
-def split(invoice: Invoice, settings: Settings) -> Split:
-    """The rule (see the module docstring); reads the invoice and its payments only."""
+def split(invoice: Invoice, settings: Settings, returns: Sequence[tuple[int, int]] = ()) -> Split:
+    """The rule (see the module docstring); reads the invoice, its payments and `returns`,
+    the (refund id, tiyn) of its sale returns not cancelled, oldest first."""
     direct = invoice.settlement_mode is SettlementMode.DIRECT
     method, merchant_id = invoice.method, invoice.merchant_id
 
@@ -133,7 +146,7 @@ def split(invoice: Invoice, settings: Settings) -> Split:
         if payment.first_seen_at <= late_until:  # after the late window it never counts
             counted += worth
             counted_atomic += payment.amount_atomic
-    allocated = allocated_atomic = 0
+    allocated = allocated_atomic = sale = returned = 0
     if invoice.status is InvoiceStatus.SETTLED:
         due = invoice.amount_due_atomic
         if invoice.marked:
@@ -147,15 +160,41 @@ def split(invoice: Invoice, settings: Settings) -> Split:
             parts = allocation(invoice.price_tiyn, allocated, merchant_fee_bp(invoice, settings))
             legs = allocation_legs(direct, merchant_id, parts)
             wanted.append(Wanted("allocation", TransactionKind.SETTLEMENT, tuple(legs)))
+            sale = parts.owed_tiyn
+    for refund_id, tiyn in returns:
+        # Never more than the sale (a reorg can shrink it, or unsettle it: then none stands).
+        taken = min(tiyn, sale - returned)
+        if taken > 0:
+            legs = return_legs(direct, merchant_id, taken)
+            wanted.append(Wanted(f"return:{refund_id}", TransactionKind.OWED_BACK, tuple(legs)))
+            returned += taken
     closed = invoice.status in TERMINAL
     if closed and received > allocated:
         legs = owed_back_legs(direct, merchant_id, received - allocated)
         wanted.append(Wanted("owed_back", TransactionKind.OWED_BACK, tuple(legs)))
-    return Split(wanted, received, received_atomic, allocated, allocated_atomic, closed)
+    return Split(
+        wanted, received, received_atomic, allocated, allocated_atomic, closed, sale, returned
+    )
 
 
-def wanted_postings(invoice: Invoice, settings: Settings) -> list[Wanted]:
-    return split(invoice, settings).wanted
+def sale_returns(session: Session, invoice_id: str) -> list[tuple[int, int]]:
+    """(refund id, tiyn) of the invoice's sale returns not cancelled, oldest first."""
+    rows = session.execute(
+        select(Refund.id, Refund.amount_tiyn)
+        .where(
+            Refund.invoice_id == invoice_id,
+            Refund.kind == RefundKind.SALE_RETURN,
+            Refund.status != RefundStatus.CANCELLED,
+        )
+        .order_by(Refund.id)
+    ).all()
+    return [(int(refund_id), int(tiyn)) for refund_id, tiyn in rows]
+
+
+def wanted_postings(
+    invoice: Invoice, settings: Settings, returns: Sequence[tuple[int, int]] = ()
+) -> list[Wanted]:
+    return split(invoice, settings, returns).wanted
 
 
 def _shape(legs: Sequence[Leg]) -> Counter[tuple[str, str, int, int | None]]:
@@ -194,7 +233,7 @@ def book_invoice(
         else:
             standing[row.fact] = row
     to_post: list[Wanted] = []
-    for want in wanted_postings(invoice, settings):
+    for want in wanted_postings(invoice, settings, sale_returns(session, invoice.id)):
         txn: LedgerTransaction | None = standing.pop(want.fact, None)
         if txn is not None and _shape(_legs_of(txn)) == _shape(want.legs):
             continue

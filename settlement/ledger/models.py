@@ -161,9 +161,18 @@ class RefundStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class RefundKind(StrEnum):
+    OWED_BACK = "owed_back"  # what the booking owes back: paid over, paid late, expired short
+    SALE_RETURN = "sale_return"  # the merchant returns a settled sale (or part of it)
+
+
 class Refund(Base):
     """Money owed back to a shopper, claimed at `/r/<token>` and sent from a wallet the server
-    does not hold; posted (Dr refunds due / Cr clearing) only once the chain confirms it."""
+    does not hold; posted (Dr refunds due / Cr clearing) only once the chain confirms it.
+
+    A `sale_return` is also booked when it is created (settlement.ledger.booking): the merchant
+    gives that much of the sale back, from its payable (`tenge`) or its memorandum sales
+    (`direct`), to what is owed back; cancelling it reverses that."""
 
     __tablename__ = "refunds"
     __table_args__ = (
@@ -177,6 +186,11 @@ class Refund(Base):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     method: Mapped[str] = mapped_column(String(8))
     settlement_mode: Mapped[str] = mapped_column(String(8))  # who sends it: zone | merchant
+    kind: Mapped[RefundKind] = mapped_column(
+        enum_column(RefundKind, "refund_kind"),
+        default=RefundKind.OWED_BACK,
+        server_default=RefundKind.OWED_BACK.value,
+    )
     amount_tiyn: Mapped[int]  # the value owed back, as booked
     amount_atomic: Mapped[int]  # satoshi / KZTE base units to send
     status: Mapped[RefundStatus] = mapped_column(

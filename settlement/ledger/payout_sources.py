@@ -1,4 +1,7 @@
-"""What a payout may hold: the payable entries of settlements and reversals, paired.
+"""What a payout may hold: the payable entries of settlements, sale returns and reversals, paired.
+
+A sale return (an OWED_BACK posting from the payable: the merchant gave a sale back) counts as
+a settlement of negative value: netted at once, and paired with its reversal if it is cancelled.
 
 A reversal pairs with the settlement it undoes. The pair cancels unless one half was already
 paid out — then the other half is owed (the money back, or the money still due) — and a
@@ -43,6 +46,9 @@ class SourceLine:
     effective_at: datetime
 
 
+# Postings that move a merchant's payable for a sale: its settlement, a return of it (owed
+# back from the payable), and the reversal of either.
+PAYABLE_KINDS = (TransactionKind.SETTLEMENT, TransactionKind.OWED_BACK, TransactionKind.REVERSAL)
 _IN_CHUNK = 500  # ids per IN (…): well inside every database's parameter limit
 
 
@@ -67,7 +73,7 @@ def source_lines(session: Session, *where: ColumnElement[bool]) -> list[SourceLi
         .outerjoin(PayoutLine, PayoutLine.entry_id == LedgerEntry.id)
         .outerjoin(Payout, Payout.id == PayoutLine.payout_id)
         .where(
-            LedgerTransaction.kind.in_([TransactionKind.SETTLEMENT, TransactionKind.REVERSAL]),
+            LedgerTransaction.kind.in_(PAYABLE_KINDS),
             LedgerEntry.account.like("merchant:%:payable"),
             *where,
         )
@@ -108,7 +114,7 @@ class Partners:
     def __init__(self, session: Session, lines: Sequence[SourceLine]) -> None:
         self._reversal_of: dict[int, SourceLine] = {}  # settlement transaction id -> reversal line
         self._settlement: dict[int, SourceLine] = {}  # settlement transaction id -> its line
-        settled = [ln.transaction_id for ln in lines if ln.kind is TransactionKind.SETTLEMENT]
+        settled = [ln.transaction_id for ln in lines if ln.kind is not TransactionKind.REVERSAL]
         reversed_ = [ln.reverses_id for ln in lines if ln.reverses_id is not None]
         for chunk in _chunks(settled):
             for ln in source_lines(session, LedgerTransaction.reverses_id.in_(chunk)):
@@ -119,7 +125,7 @@ class Partners:
                 self._settlement[ln.transaction_id] = ln
 
     def of(self, line: SourceLine) -> SourceLine | None:
-        if line.kind is TransactionKind.SETTLEMENT:
+        if line.kind is not TransactionKind.REVERSAL:
             return self._reversal_of.get(line.transaction_id)
         return None if line.reverses_id is None else self._settlement.get(line.reverses_id)
 

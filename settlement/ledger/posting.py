@@ -149,6 +149,19 @@ def owed_back_legs(direct: bool, merchant_id: int, amount_tiyn: int) -> list[Leg
     return _nonzero([Leg(source, Side.DEBIT, amount_tiyn), Leg(target, Side.CREDIT, amount_tiyn)])
 
 
+def return_legs(direct: bool, merchant_id: int, amount_tiyn: int) -> list[Leg]:
+    """A returned sale: the merchant gives that much back, out of what the sale paid it.
+
+    `tenge`: Dr payable / Cr zone:refunds_due (a payout nets it at once; the zone keeps its fee,
+    as card acquirers do on a refund). `direct`: Dr sales / Cr refunds_owed, the memorandum of
+    what the merchant sends back from its own wallet; the fee it owes the zone stays."""
+    if direct:
+        source, target = chart.sales(merchant_id), chart.refunds_owed(merchant_id)
+    else:
+        source, target = chart.payable(merchant_id), chart.REFUNDS_DUE
+    return _nonzero([Leg(source, Side.DEBIT, amount_tiyn), Leg(target, Side.CREDIT, amount_tiyn)])
+
+
 def reversal_legs(legs: Iterable[Leg]) -> list[Leg]:
     """The same legs with debit and credit swapped (atomic units included)."""
     return [

@@ -16,6 +16,14 @@ atomic units the shopper sent; refunds already made or in flight (not cancelled)
    from the zone's own destinations), waits for finality, and only then posts
    Dr zone:refunds_due / Cr zone:clearing:<method> (`direct`: the merchant's memorandum
    refunds_owed / crypto_received), with the quantity on the clearing leg.
+
+A settled sale can also be returned by its merchant (`create_return`, the owner's "Return
+sale"): a `sale_return` refund of the sale's value, or part of it, in tenge. The booking moves
+that much out of the merchant's payable (`tenge`; the zone keeps its fee) or its memorandum
+sales (`direct`) to what is owed back, at once; cancelling it before it is sent reverses that.
+Its crypto is the sale's at the rate locked on the invoice, rounded down to the atomic unit
+(the shopper never gets back more than that part paid); from there it is claimed, sent and
+confirmed as any refund.
 """
 
 from __future__ import annotations
@@ -27,15 +35,15 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pos import accounts, chart, refund_destinations
+from pos import accounts, chart, ledger_queue, money, refund_destinations
 from pos.db import utcnow
 from pos.i18n import N_
 from pos.models import Invoice, SettlementMode
 from pos.settings import Settings
-from pos.states import PaymentMethod
-from settlement.ledger.booking import split
+from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger.booking import sale_returns, split
 from settlement.ledger.errors import LedgerError
-from settlement.ledger.models import Refund, RefundStatus, Side, TransactionKind
+from settlement.ledger.models import Refund, RefundKind, RefundStatus, Side, TransactionKind
 from settlement.ledger.posting import Leg, Posting, write_posting
 
 ACTIVE = (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED, RefundStatus.SENT, RefundStatus.CONFIRMED)
@@ -51,10 +59,31 @@ def available(session: Session, settings: Settings, invoice: Invoice) -> tuple[i
     owed_tiyn, owed_atomic = split(invoice, settings).owed_back
     taken_tiyn, taken_atomic = session.execute(
         select(func.sum(Refund.amount_tiyn), func.sum(Refund.amount_atomic)).where(
-            Refund.invoice_id == invoice.id, Refund.status.in_(ACTIVE)
+            Refund.invoice_id == invoice.id,
+            Refund.kind == RefundKind.OWED_BACK,
+            Refund.status.in_(ACTIVE),
         )
     ).one()
     return owed_tiyn - int(taken_tiyn or 0), owed_atomic - int(taken_atomic or 0)
+
+
+def returnable(session: Session, settings: Settings, invoice: Invoice) -> int:
+    """Tiyn of a settled sale its merchant can still return: the sale less returns made."""
+    if invoice.status is not InvoiceStatus.SETTLED:
+        return 0
+    returns = sale_returns(session, invoice.id)
+    sale = split(invoice, settings, returns)
+    return max(sale.sale_tiyn - sum(tiyn for _id, tiyn in returns), 0)
+
+
+def return_atomic(invoice: Invoice, settings: Settings, tiyn: int) -> int:
+    """The crypto of `tiyn` of the sale: its share of what the sale took, rounded down."""
+    sale = split(invoice, settings)
+    if sale.sale_tiyn <= 0:
+        return 0
+    # The sale's atomic units: the allocation's, less the satoshi ceiling above the price.
+    sale_atomic = sale.allocated_atomic * sale.sale_tiyn // sale.allocated_tiyn
+    return sale_atomic * tiyn // sale.sale_tiyn
 
 
 def get(session: Session, refund_id: int, merchant_id: int | None = None) -> Refund:
@@ -112,6 +141,60 @@ def create(
         actor_user_id=user_id,
         merchant_id=invoice.merchant_id,
         detail={"refund_id": refund.id, "invoice_id": invoice.id, "amount_atomic": atomic},
+    )
+    return refund
+
+
+def create_return(
+    session: Session,
+    settings: Settings,
+    invoice_id: str,
+    *,
+    amount_tiyn: int | None = None,
+    merchant_id: int | None = None,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> Refund:
+    """The merchant returns a settled sale, all of it by default: a claimable `sale_return`."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
+        raise RefundError(N_("there is no invoice %(invoice)s"), invoice=invoice_id)
+    if invoice.status is not InvoiceStatus.SETTLED:
+        raise RefundError(N_("only a settled sale can be returned"))
+    ledger_queue.lock_invoice(session, invoice.id)  # two returns at once cannot both fit
+    left = returnable(session, settings, invoice)
+    if left <= 0:
+        raise RefundError(N_("this sale has been returned in full already"))
+    tiyn = left if amount_tiyn is None else amount_tiyn
+    if not 0 < tiyn <= left:
+        raise RefundError(
+            N_("at most %(amount)s ₸ of this sale can be returned"), amount=money.format_kzt(left)
+        )
+    atomic = return_atomic(invoice, settings, tiyn)
+    if atomic <= 0:
+        raise RefundError(N_("that part is worth less than one unit of the coin; return more"))
+    refund = Refund(
+        token=secrets.token_urlsafe(24),
+        invoice_id=invoice.id,
+        merchant_id=invoice.merchant_id,
+        method=invoice.method.value,
+        settlement_mode=invoice.settlement_mode.value,
+        kind=RefundKind.SALE_RETURN,
+        amount_tiyn=tiyn,
+        amount_atomic=atomic,
+        status=RefundStatus.CLAIMABLE,
+        created_by_user_id=user_id,
+        created_at=now or utcnow(),
+    )
+    session.add(refund)
+    session.flush()
+    ledger_queue.enqueue(session, invoice.id)  # the booking moves it out of the sale at once
+    accounts.audit(
+        session,
+        "refund.sale_returned",
+        actor_user_id=user_id,
+        merchant_id=invoice.merchant_id,
+        detail={"refund_id": refund.id, "invoice_id": invoice.id, "amount_tiyn": tiyn},
     )
     return refund
 
@@ -200,6 +283,8 @@ def cancel(
     if refund.status not in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
         raise RefundError(f"refund {refund.id} is {refund.status.value} and cannot be cancelled")
     refund.status = RefundStatus.CANCELLED
+    if refund.kind is RefundKind.SALE_RETURN:
+        ledger_queue.enqueue(session, refund.invoice_id)  # the booking reverses the return
     accounts.audit(
         session,
         "refund.cancelled",
@@ -262,6 +347,7 @@ def as_dict(refund: Refund, claim_url: str | None = None) -> dict[str, object]:
         "merchant_id": refund.merchant_id,
         "method": refund.method,
         "settlement_mode": refund.settlement_mode,
+        "kind": refund.kind.value,
         "amount_tiyn": refund.amount_tiyn,
         "amount_atomic": refund.amount_atomic,
         "status": refund.status.value,

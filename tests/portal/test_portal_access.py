@@ -169,6 +169,7 @@ POSTS: list[tuple[str, dict[str, int]]] = [
     ("/merchant/integrations/deliveries/{their_delivery}/redeliver", _only((OWNER,), 404)),
     ("/refunds/", _only((OWNER, OPERATOR), SEE)),
     ("/refunds/{their_refund}/sent", _only((OWNER, OPERATOR), SEE)),
+    ("/refunds/return", _only((OWNER, OPERATOR), SEE)),  # no invoice given: said, nothing made
     ("/refunds/{their_refund}/cancel", {ANON: LOGIN, CASHIER: 403, OWNER: SEE, OPERATOR: SEE}),
     ("/fees/issue", _only((OPERATOR,), SEE)),
     ("/fees/{their_fee}/mark-paid", _only((OPERATOR,), SEE)),

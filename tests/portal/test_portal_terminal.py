@@ -339,12 +339,39 @@ def test_refund_button_on_an_overpaid_settled_sale_is_the_owners(
     assert "Refund 500.00 ₸" not in owner.get("/terminal/").get_data(as_text=True)
 
 
-def test_an_exactly_paid_sale_has_no_refund_button(
-    as_user: Callable[[str | None], FlaskClient], runtime: Runtime
+def test_an_exactly_paid_sale_owes_nothing_back_and_its_owner_can_return_it(
+    cashier: FlaskClient, as_user: Callable[[str | None], FlaskClient], runtime: Runtime
 ) -> None:
     owner = as_user("owner")
     _, location, _ = _post(owner, {"amount": "2500", "method": "kzte"})
     sale = location.rsplit("/", 1)[1]
     _pay_final(runtime, sale, 2_500_000_000, "sig-exact")
     page = owner.get("/terminal/").get_data(as_text=True)
-    assert "paid" in page and 'action="/refunds/"' not in page
+    assert "paid" in page and 'action="/refunds/"' not in page  # nothing owed back
+    # The goods come back: the owner returns the sale (the refund flow, for the sale's value).
+    assert 'action="/refunds/return"' in page and "Return sale (2,500.00 ₸)" in page
+    screen = owner.get(f"/terminal/invoices/{sale}").get_data(as_text=True)
+    assert 'id="return-form"' in screen
+    for path in ("/terminal/", f"/terminal/invoices/{sale}"):
+        assert "/refunds/return" not in cashier.get(path).get_data(as_text=True)
+    assert cashier.post("/refunds/return", data={"invoice_id": sale}).status_code in (400, 403)
+    token = csrf_from(owner, "/terminal/")
+    too_much = owner.post(
+        "/refunds/return", data={"csrf_token": token, "invoice_id": sale, "amount": "2 500.01"}
+    )
+    assert too_much.status_code == 303
+    flashed = owner.get("/refunds/").get_data(as_text=True)
+    assert "of this sale can be returned" in flashed
+    part = owner.post(
+        "/refunds/return", data={"csrf_token": token, "invoice_id": sale, "amount": "1 000"}
+    )
+    assert part.status_code == 303 and part.headers["Location"] == "/refunds/"
+    listing = owner.get("/refunds/").get_data(as_text=True)
+    assert "Sale returned: refund #" in listing and "sale returned" in listing
+    with runtime.session_factory() as session:
+        refund = session.scalar(select(Refund).where(Refund.invoice_id == sale))
+        assert refund is not None
+        assert (refund.kind.value, refund.amount_tiyn) == ("sale_return", 100_000)
+        assert refund.amount_atomic == 1_000_000_000
+    # What is left of the sale is what the button offers now.
+    assert "Return sale (1,500.00 ₸)" in owner.get("/terminal/").get_data(as_text=True)
