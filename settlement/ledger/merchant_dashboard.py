@@ -61,10 +61,12 @@ class Sales:
     sales_tiyn: int = 0
     fees_tiyn: int = 0
     count: int = 0  # settled sales, minus the ones undone
+    returned_tiyn: int = 0  # given back by the merchant (sale returns), less returns cancelled
 
     @property
     def net_tiyn(self) -> int:
-        return self.sales_tiyn - self.fees_tiyn
+        """What the merchant keeps: the sales, less the zone's fee and what was given back."""
+        return self.sales_tiyn - self.fees_tiyn - self.returned_tiyn
 
     def add(self, mode: str, account: str, credit_minus_debit: int, merchant_id: int) -> None:
         """One account's net credits of one settlement mode's allocations."""
@@ -110,7 +112,16 @@ class MerchantDashboard:
         """Every table of the page for the CSV export (amounts in tiyn and tenge)."""
         return {
             "summary": (
-                ("period", "from", "to", "sales", "sales_tiyn", "fees_tiyn", "net_tiyn"),
+                (
+                    "period",
+                    "from",
+                    "to",
+                    "sales",
+                    "sales_tiyn",
+                    "fees_tiyn",
+                    "returned_tiyn",
+                    "net_tiyn",
+                ),
                 [
                     (
                         name,
@@ -119,6 +130,7 @@ class MerchantDashboard:
                         s.count,
                         s.sales_tiyn,
                         s.fees_tiyn,
+                        s.returned_tiyn,
                         s.net_tiyn,
                     )
                     for name, s in self.totals.items()
@@ -205,7 +217,25 @@ def sales(session: Session, merchant_id: int, period: DateRange) -> Sales:
     ):
         total.add(SettlementMode(mode).value, account, int(amount), merchant_id)
     total.count = _sale_count(session, merchant_id, period)
+    total.returned_tiyn = returned(session, merchant_id, period)
     return total
+
+
+def returned(session: Session, merchant_id: int, period: DateRange) -> int:
+    """Sales the merchant gave back in `period`: its return postings' debits to its payable
+    (`tenge`) or memorandum sales (`direct`), less the reversals of cancelled returns."""
+    amount = session.scalar(
+        select(signed_sum())
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.merchant_id == merchant_id,
+            LedgerTransaction.fact.like("return:%"),
+            LedgerEntry.account.in_([chart.payable(merchant_id), chart.sales(merchant_id)]),
+            LedgerEntry.effective_at >= period.start_at,
+            LedgerEntry.effective_at < period.end_before,
+        )
+    )
+    return int(amount or 0)
 
 
 def _sale_count(session: Session, merchant_id: int, period: DateRange, *where: Any) -> int:

@@ -19,10 +19,11 @@ from pos.demo_wallets import demo_solana_wallet
 from pos.models import Invoice, Merchant, SettlementMode
 from pos.runtime import Runtime
 from pos.states import InvoiceStatus, PaymentMethod
-from settlement.ledger import payouts, refunds
+from settlement.ledger import merchant_dashboard, payouts, refunds
 from settlement.ledger.balances import balance_map, ledger_balances
 from settlement.ledger.booking import drain_queue
 from settlement.ledger.models import Refund, RefundKind, RefundStatus
+from settlement.ledger.reports import DateRange
 
 pytestmark = pytest.mark.db
 FEE_BP = 100  # the zone default in the test settings
@@ -94,6 +95,12 @@ def test_a_tenge_sale_returned_in_part_then_in_full_moves_it_from_payable_to_ref
     assert refunds.returnable(session, runtime.settings, invoice) == price - 100_000
     # Booking again changes nothing.
     assert balances(runtime, session) == undone
+    # The owner's dashboard counts the sale once and what was given back apart.
+    today = local_date(utcnow())
+    month = merchant_dashboard.sales(session, shop.id, DateRange(today.replace(day=1), today))
+    assert (month.count, month.sales_tiyn, month.fees_tiyn) == (1, price, fee(price))
+    assert month.returned_tiyn == 100_000
+    assert month.net_tiyn == price - fee(price) - 100_000
 
 
 def test_a_returned_btc_sale_gives_back_at_most_the_sats_of_that_part_and_posts_on_confirm(

@@ -135,7 +135,7 @@ def test_the_dashboard_shows_today_week_and_month(
     for period in ("today", "week", "month"):
         row = page.split(f'id="total-{period}"')[1].split("</tr>")[0]
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
-        assert cells == ["2", "4,300.00", _kzt(fees), _kzt(sold - fees)]
+        assert cells == ["2", "4,300.00", _kzt(fees), "0.00", _kzt(sold - fees)]
     pending = page.split('id="pending-payout"')[1].split("</div>")[0]
     assert _kzt(sold - fees) + " ₸" in pending  # nothing paid out yet
     refunds = page.split('id="refunds-due"')[1].split("</div>")[0]
@@ -180,6 +180,7 @@ def test_the_csv_exports_carry_exact_tenge_and_only_our_merchant(
     assert summary["today"]["sales_kzt"] == "4300.00"
     fees = _fee(2 * COFFEE + CAKE, runtime) + _fee(100_000, runtime)
     assert summary["month"]["fees_tiyn"] == str(fees)
+    assert summary["month"]["returned_tiyn"] == "0"
     assert summary["month"]["net_kzt"] == _kzt(430_000 - fees).replace(",", "")
     cashiers = _csv(owner, "/merchant/dashboard/cashiers.csv?period=today")
     assert {r["cashier"]: r["sales_kzt"] for r in cashiers} == {
@@ -319,6 +320,7 @@ def test_a_direct_merchant_sees_fees_due_instead_of_a_payout(
         "1",
         "2,000.00",
         _kzt(fee),
+        "0.00",
         _kzt(200_000 - fee),
     ]
 
