@@ -1,5 +1,5 @@
 """The owner's branding page: logo, accent colour and store language for the shopper's pages;
-and what the checkout and receipt take from it.
+and what the choice page, checkout and receipt take from it.
 
 Only the signed-in owner's own merchant is ever read or changed (the merchant id comes from the
 session, never from the form or the URL), so one shop cannot see or touch another's look.

@@ -24,7 +24,7 @@ from pos.integrations import ApiInvoiceExtra
 from pos.invoice_view import amount_to_request, crypto_decimals, crypto_symbol, payment_uri
 from pos.models import Invoice, MerchantStatus
 from pos.qr import qr_svg
-from pos.states import InvoiceStatus, PaymentMethod
+from pos.states import EventType, InvoiceStatus, PaymentMethod
 from settlement.ledger.models import Refund, RefundStatus
 
 bp = Blueprint("checkout", __name__, url_prefix="/i")
@@ -107,11 +107,22 @@ def return_url(invoice: Invoice) -> str | None:
     return shop_domains.allowed_redirect(extra.redirect_url, domains)
 
 
+def rejected_payments(invoice: Invoice) -> list[dict[str, Any]]:
+    """The data of the invoice's payment_rejected events: transfers the shopper made that do
+    not count (another token, after the invoice closed...), so they learn why here."""
+    return [e.data for e in invoice.events if e.type == EventType.PAYMENT_REJECTED.value]
+
+
 @bp.get("/<invoice_id>")
 def show(invoice_id: str) -> str:
     invoice = invoices.get_invoice(db(), invoice_id)
     brand = use_store_language(invoice.merchant_id)
-    return render_template("checkout.html", brand=brand, **checkout_context(invoice))
+    return render_template(
+        "checkout.html",
+        brand=brand,
+        rejections=rejected_payments(invoice),
+        **checkout_context(invoice),
+    )
 
 
 @bp.get("/<invoice_id>/qr.svg")

@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
+from merchant_portal.branding import use_store_language
 from merchant_portal.context import coordinator, db, runtime, settings
 from merchant_portal.labels import format_kzt
 from merchant_portal.security import require_role
@@ -150,7 +151,10 @@ def pick(token: str) -> Response | str | tuple[str, int]:
         abort(404)
     methods = _methods(merchant)
     context = {
+        # The shop's look and language, as on the checkout this page leads to.
+        "brand": use_store_language(merchant.id),
         "merchant": merchant,
+        "merchant_name": merchant.name,
         "price": format_kzt(offer.price_tiyn),
         "offer": offer,
         "methods": methods,

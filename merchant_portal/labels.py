@@ -18,7 +18,8 @@ from typing import Any
 
 from babel.numbers import format_decimal
 from flask import Flask, has_request_context
-from flask_babel import LazyString, get_locale
+from flask_babel import LazyString, get_locale, gettext
+from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext as _lp
 from jinja2 import pass_context
 
@@ -127,6 +128,23 @@ LABELS: Mapping[str, Mapping[str, LazyString]] = {
 }
 
 
+# Why a transfer was not accepted (pos.invoices.REJECTION_REASONS), as the owner reads it on
+# the timeline and the shopper on the checkout.
+REJECTION_LABELS: Mapping[str, LazyString] = {
+    "wrong_mint": _l("paid in another token, not KZTE"),
+    "wrong_recipient": _l("paid to another account, not this shop's"),
+    "wrong_memo": _l("the memo names another invoice"),
+    "too_late": _l("it arrived after the invoice had closed"),
+}
+
+
+def rejection_text(event_data: Mapping[str, object]) -> str:
+    """'payment not accepted: <reason>' for the data of a payment_rejected event."""
+    code = str(event_data.get("reason", ""))
+    reason = REJECTION_LABELS.get(code)
+    return str(gettext("payment not accepted: %(reason)s", reason=reason if reason else code))
+
+
 def label(value: object, kind: str) -> str:
     """The translated label of identifier `value` of `kind` (an enum or its text)."""
     text = str(getattr(value, "value", value))
@@ -208,5 +226,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_per_request(labels), "labels")
     app.add_template_filter(_per_request(format_kzt), "tenge")
     app.add_template_filter(_per_request(format_number), "number")
+    app.add_template_global(rejection_text, "rejection_text")
     app.add_template_global(format_kzt, "format_kzt")
     app.add_template_global(format_kzt, "kzt")

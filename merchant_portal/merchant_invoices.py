@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta
 
 from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, func, or_, select
 
@@ -31,12 +30,6 @@ from pos.states import EventType, InvoiceStatus, PaymentMethod
 bp = Blueprint("merchant_invoices", __name__, url_prefix="/merchant/invoices")
 
 PAGE_SIZE = 50
-# Why a transfer was not accepted (pos.invoices.REJECTION_REASONS), as the owner reads it.
-REJECTION_LABELS = {
-    "wrong_mint": _l("paid in another token, not KZTE"),
-    "wrong_recipient": _l("paid to another account, not this shop's"),
-    "wrong_memo": _l("the memo names another invoice"),
-}
 EXPORT_LIMIT = 100_000
 CSV_COLUMNS = (
     "id",
@@ -194,13 +187,6 @@ def export() -> Response | tuple[str, int]:
     )
 
 
-def rejection_text(event_data: dict[str, object]) -> str:
-    """'payment not accepted: <reason>' for a payment_rejected event of the timeline."""
-    code = str(event_data.get("reason", ""))
-    reason = REJECTION_LABELS.get(code)
-    return str(gettext("payment not accepted: %(reason)s", reason=reason if reason else code))
-
-
 @bp.get("/<invoice_id>")
 @require_role("owner")
 def detail(invoice_id: str) -> str:
@@ -215,5 +201,4 @@ def detail(invoice_id: str) -> str:
         paid=money.format_units(invoice.amount_paid_atomic, decimals),
         units=lambda atomic: money.format_units(atomic, decimals),
         rejected_type=EventType.PAYMENT_REJECTED.value,
-        rejection_text=rejection_text,
     )

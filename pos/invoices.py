@@ -406,17 +406,19 @@ def set_amount_paid(session: Session, invoice: Invoice, paid_atomic: int) -> Inv
     )
 
 
-# Why a transfer that names an invoice does not pay it (settlement.kzte_validation codes);
-# the portal translates them for the owner's timeline.
-REJECTION_REASONS = ("wrong_mint", "wrong_recipient", "wrong_memo")
+# Why a transfer that names an invoice does not pay it: settlement.kzte_validation's codes, and
+# too_late (any method) for a payment first seen after the late window (settlement.payments).
+# The portal translates them for the owner's timeline and the shopper's checkout.
+REJECTION_REASONS = ("wrong_mint", "wrong_recipient", "wrong_memo", "too_late")
 
 
 def record_rejected_payment(
     session: Session, invoice: Invoice, txid: str, reason: str, detail: str
 ) -> InvoiceEvent | None:
     """Note in the invoice's timeline that transaction `txid` was not accepted as a payment
-    (e.g. the right reference but another token, or paid to someone else's account): money
-    the shopper sent went somewhere this invoice cannot count, and the owner must see why.
+    (e.g. the right reference but another token, paid to someone else's account, or after
+    the invoice had closed): money the shopper sent cannot count for this invoice, and the
+    owner must see why.
     Nothing else changes. Once per transaction; a second report of it records nothing."""
     if reason not in REJECTION_REASONS:
         raise ValueError(f"unknown rejection reason {reason}")

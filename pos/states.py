@@ -38,8 +38,9 @@ class EventType(StrEnum):
     PAID_LATE = "invoice.paid_late"
     MARKED = "invoice.marked"
     PAYMENT_SEEN = "invoice.payment_seen"
-    # A transfer that names the invoice but cannot pay it (wrong token or recipient): kept
-    # for the owner's timeline, changes nothing else (pos.invoices.record_rejected_payment).
+    # A transfer that names the invoice but cannot pay it (wrong token or recipient, or too
+    # late): kept for the timeline and the checkout, changes nothing else
+    # (pos.invoices.record_rejected_payment).
     PAYMENT_REJECTED = "invoice.payment_rejected"
 
 

@@ -6,8 +6,9 @@ transitions of DESIGN §3:
 
   counted = payments that are seen, confirmed or final, and UNKNOWN ones (reorged out or
             vanished from the mempool, no conflict seen) for a grace window from
-            `missing_since`; never one first seen after the invoice's late window, nor one
-            whose transaction was replaced by a conflicting spend
+            `missing_since`; never one first seen after the invoice's late window (its
+            transaction is recorded once as rejected, too_late), nor one whose transaction
+            was replaced by a conflicting spend
   new/expired, 0 < paid < threshold   -> flag paid_partial (expiry then ends it as expired)
   new/expired, paid >= threshold      -> processing (+ paid_late if the payment that completed
                                          it came after the window)
@@ -148,9 +149,15 @@ class Assessment:
     loss_reason: str | None  # why money that counted before no longer does
 
 
+def arrived_too_late(first_seen_at: datetime, late_until: datetime) -> bool:
+    """Whether a payment came after the invoice's late window: it never counts, whatever the
+    chain says of it later (the ledger owes it back, settlement.ledger.booking)."""
+    return first_seen_at > late_until
+
+
 def payment_counts(fact: PaymentFact, now: datetime, late_until: datetime) -> bool:
     """Whether one payment counts towards its invoice at `now`."""
-    if fact.first_seen_at > late_until:
+    if arrived_too_late(fact.first_seen_at, late_until):
         return False
     if fact.status in DEFINITE:
         return True
@@ -203,7 +210,8 @@ def reevaluate(
     """Apply every transition the invoice's payments now justify; return the event types."""
     now = now or utcnow()
     threshold = tolerance_floor(invoice.amount_due_atomic, invoice.merchant.tolerance_bp)
-    verdict = assess(facts_of(invoice.payments), threshold, invoice.expires_at + late_window, now)
+    late_until = invoice.expires_at + late_window
+    verdict = assess(facts_of(invoice.payments), threshold, late_until, now)
     paid, final = verdict.paid_atomic, verdict.final_atomic
     events: list[str] = []
 
@@ -211,6 +219,17 @@ def reevaluate(
         if event is not None:
             events.append(getattr(event, "type", ""))
 
+    for payment in invoice.payments:
+        if arrived_too_late(payment.first_seen_at, late_until):
+            # Money the shopper sent that will never count: the owner and the shopper see why
+            # (once per transaction; record_rejected_payment ignores a repeat), marked or not.
+            detail = (
+                f"first seen {payment.first_seen_at.isoformat()}, "
+                f"the late window ended {late_until.isoformat()}"
+            )
+            record(
+                invoices.record_rejected_payment(session, invoice, payment.txid, "too_late", detail)
+            )
     if paid != invoice.amount_paid_atomic:
         record(invoices.set_amount_paid(session, invoice, paid))
     status = invoice.status

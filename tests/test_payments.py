@@ -193,9 +193,11 @@ def test_a_payment_after_the_late_window_never_counts(session: Session, invoice:
     invoices.expire_due(session)
     session.commit()
     events = _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.FINAL)
-    assert events == []
+    assert events == ["invoice.payment_rejected"]  # issue #17.5: the timeline says why
     assert invoice.status is InvoiceStatus.EXPIRED and not invoice.paid_late
     assert invoice.amount_paid_atomic == 0 and len(invoice.payments) == 1
+    assert invoice.events[-1].data["reason"] == "too_late"
+    assert _see(session, invoice, "a", invoice.amount_due_atomic, PaymentStatus.FINAL) == []
 
 
 def test_lateness_is_judged_by_the_payment_that_completed_the_invoice(

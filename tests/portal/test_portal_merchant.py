@@ -6,18 +6,22 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from merchant_portal.labels import REJECTION_LABELS
 from pos import invoices
+from pos.db import utcnow
 from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
 from pos.methods.bitcoin import GAP_LIMIT, first_addresses
-from pos.models import AuditLog, Invoice, Merchant
+from pos.models import AuditLog, Invoice, Merchant, PaymentStatus
 from pos.runtime import Runtime
-from pos.states import InvoiceStatus, PaymentMethod
+from pos.states import EventType, InvoiceStatus, PaymentMethod
+from settlement.payments import Observation, observe_payment, reevaluate
 
 from portal_helpers import change_password, csrf_from, login
 
@@ -235,6 +239,102 @@ def test_timeline_says_which_payments_were_not_accepted(
     with runtime.session_factory() as session:
         invoice = session.get_one(Invoice, invoice_id)
         assert invoice.status is InvoiceStatus.NEW and invoice.amount_paid_atomic == 0
+
+
+def _btc_payment(
+    runtime: Runtime, invoice_id: str, seen_at: datetime, txid: str
+) -> tuple[list[str], list[str]]:
+    """A final Bitcoin payment the chain first knew at `seen_at`, noticed a minute later and
+    re-evaluated twice (a watcher's next poll): the event types of each round."""
+    window = timedelta(hours=runtime.settings.late_watch_hours)
+    now = seen_at + timedelta(minutes=1)
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        seen = Observation(
+            "bitcoin", txid, 0, invoice.amount_due_atomic, PaymentStatus.FINAL, 6, seen_at=seen_at
+        )
+        observe_payment(session, invoice, seen, now)
+        first = reevaluate(session, invoice, now, window)
+        session.commit()
+        again = reevaluate(session, invoice, now + timedelta(minutes=5), window)
+        session.commit()
+        return first, again
+
+
+def _expired_btc_invoice(
+    runtime: Runtime, make_invoice: Callable[..., str], merchant_id: int
+) -> tuple[str, datetime]:
+    """A BTC invoice that expired three days ago, unpaid; (id, end of its late window)."""
+    invoice_id = make_invoice(merchant_id, 250_000, PaymentMethod.BTC)
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        invoice.expires_at = utcnow() - timedelta(days=3)
+        assert invoices.expire_due(session) == [invoice_id]
+        session.commit()
+        late_until = invoice.expires_at + timedelta(hours=runtime.settings.late_watch_hours)
+        return invoice_id, late_until
+
+
+def _rejections(runtime: Runtime, invoice_id: str) -> list[dict[str, object]]:
+    with runtime.session_factory() as session:
+        return [
+            e.data
+            for e in session.get_one(Invoice, invoice_id).events
+            if e.type == EventType.PAYMENT_REJECTED.value
+        ]
+
+
+def test_a_payment_after_the_late_window_is_not_accepted_and_says_so_once(
+    owner: FlaskClient,
+    as_user: Callable[[str | None], FlaskClient],
+    runtime: Runtime,
+    make_invoice: Callable[..., str],
+    world: dict[str, int],
+) -> None:
+    invoice_id, late_until = _expired_btc_invoice(runtime, make_invoice, world["shop"])
+    first, again = _btc_payment(runtime, invoice_id, late_until + timedelta(minutes=1), "tx-late")
+    assert first == [EventType.PAYMENT_REJECTED.value] and again == []
+    rejected = _rejections(runtime, invoice_id)
+    assert [(r["txid"], r["reason"]) for r in rejected] == [("tx-late", "too_late")]
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        # It never counts: still expired, nothing paid, not "paid late".
+        assert invoice.status is InvoiceStatus.EXPIRED and invoice.amount_paid_atomic == 0
+        assert not invoice.paid_late and len(invoice.payments) == 1
+    detail = owner.get(f"/merchant/invoices/{invoice_id}").get_data(as_text=True)
+    timeline = detail[detail.index('id="timeline"') :]
+    assert timeline.count('class="rejected"') == 1 and "tx-late" in timeline
+    assert "payment not accepted: it arrived after the invoice had closed" in timeline
+    ru = owner.get(f"/merchant/invoices/{invoice_id}", headers={"Accept-Language": "ru"})
+    assert "платёж не принят: он пришёл, когда счёт был уже закрыт" in ru.get_data(True)
+    # The shopper reads the same sentence on the checkout, and how the money comes back.
+    checkout = as_user(None).get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert "payment not accepted: it arrived after the invoice had closed" in checkout
+    assert 'id="too-late-refund"' in checkout and "tx-late" in checkout
+
+
+def test_a_late_payment_inside_the_late_window_is_accepted(
+    owner: FlaskClient,
+    as_user: Callable[[str | None], FlaskClient],
+    runtime: Runtime,
+    make_invoice: Callable[..., str],
+    world: dict[str, int],
+) -> None:
+    invoice_id, late_until = _expired_btc_invoice(runtime, make_invoice, world["shop"])
+    first, again = _btc_payment(runtime, invoice_id, late_until - timedelta(minutes=1), "tx-ok")
+    assert EventType.PAYMENT_REJECTED.value not in first + again
+    assert _rejections(runtime, invoice_id) == []
+    with runtime.session_factory() as session:
+        invoice = session.get_one(Invoice, invoice_id)
+        assert invoice.status is InvoiceStatus.SETTLED and invoice.paid_late
+    detail = owner.get(f"/merchant/invoices/{invoice_id}").get_data(as_text=True)
+    assert 'class="rejected"' not in detail and "payment not accepted" not in detail
+    checkout = as_user(None).get(f"/i/{invoice_id}").get_data(as_text=True)
+    assert 'id="rejected-payments"' not in checkout
+
+
+def test_every_rejection_reason_has_words() -> None:
+    assert set(REJECTION_LABELS) == set(invoices.REJECTION_REASONS)
 
 
 def test_gap_limit_warning(

@@ -7,9 +7,11 @@ import io
 import re
 from collections.abc import Callable
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from merchant_portal import choice
 from pos import branding
 from pos.catalog import CatalogItem
 from pos.media import MediaBlob
@@ -177,3 +179,23 @@ def test_the_checkout_and_receipt_wear_the_shops_logo_colour_and_language(
     theirs = shopper.get(f"/i/{make_invoice(world['other'])}", headers={"Accept-Language": "ru"})
     page = theirs.get_data(as_text=True)
     assert '<html lang="ru">' in page and "/media/accent/" not in page and "brand-logo" not in page
+
+
+def test_the_choice_page_wears_the_shops_logo_and_colour(
+    app: Flask, as_user: Client, runtime: Runtime, world: dict[str, int]
+) -> None:
+    with runtime.session_factory.begin() as session:
+        logo = branding.set_logo(session, world["shop"], png_bytes((0, 90, 200))).sha256
+        branding.save_look(session, world["shop"], "#1d4ed8", "")
+    with app.test_request_context():
+        ours = choice.make_token(world["shop"], 250_000, "", world["cashier"])
+        theirs = choice.make_token(world["other"], 250_000, "", world["other_cashier"])
+    shopper = as_user(None)
+    page = shopper.get(f"/c/{ours}").get_data(as_text=True)
+    assert 'value="btc"' in page  # the choice itself, not an error page
+    assert 'href="/media/accent/1d4ed8.css"' in page
+    assert f'src="/media/{logo}.webp"' in page and 'class="brand-logo"' in page
+    # A shop without branding keeps the zone's look.
+    plain = shopper.get(f"/c/{theirs}").get_data(as_text=True)
+    assert 'value="btc"' in plain
+    assert "/media/accent/" not in plain and "brand-logo" not in plain and logo not in plain
