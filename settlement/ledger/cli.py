@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pos import business_day
+from pos import business_day, money
 from pos.cli_files import read_input, write_output
 from pos.db import make_session_factory, utcnow
 from pos.errors import ValidationError
@@ -400,6 +400,23 @@ def cmd_refunds_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_refunds_return(args: argparse.Namespace, settings: Settings) -> int:
+    amount = None if args.amount is None else money.parse_kzt(args.amount)
+    with _session(settings) as session:
+        refund = refunds.create_return(session, settings, args.invoice, amount_tiyn=amount)
+        session.commit()
+        data = refunds.as_dict(refund)
+        refund_tiyn = refund.amount_tiyn
+    data["claim_url"] = _claim_url(settings, str(data["claim_path"]))
+    _print(
+        args,
+        data,
+        f"refund #{data['id']}: sale {data['invoice_id']} returned, {_kzt(refund_tiyn)} "
+        f"({data['amount_atomic']} atomic)\nclaim link for the shopper: {data['claim_url']}",
+    )
+    return 0
+
+
 def cmd_refunds_list(args: argparse.Namespace, settings: Settings) -> int:
     status = RefundStatus(args.status) if args.status else None
     with _session(settings) as session:
@@ -500,6 +517,9 @@ def register(sub: Any) -> None:
     p = _command(ref, "create", cmd_refunds_create, "a claim link for what an invoice owes back")
     p.add_argument("--invoice", required=True)
     p.add_argument("--amount-atomic", type=int, help="part of it (default: all)")
+    p = _command(ref, "return", cmd_refunds_return, "a claim link for a settled sale given back")
+    p.add_argument("--invoice", required=True)
+    p.add_argument("--amount", help="part of the sale in tenge, e.g. 1500 (default: all of it)")
     p = _command(ref, "list", cmd_refunds_list, "list refunds")
     p.add_argument("--merchant", type=int)
     p.add_argument("--status", choices=[s.value for s in RefundStatus])

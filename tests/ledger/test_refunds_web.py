@@ -152,3 +152,12 @@ def test_refunds_from_the_cli(
     assert code != 0 and "only a claimed refund" in err
     code, out, _err = run("refunds", "cancel", str(created["id"]), "--json")
     assert code == 0 and json.loads(out)["status"] == "cancelled"
+    # The sale itself, given back in part: a return of 100 ₸ of it.
+    code, out, _err = run("refunds", "return", "--invoice", overpaid, "--amount", "100", "--json")
+    assert code == 0
+    returned = json.loads(out)
+    assert (returned["kind"], returned["amount_tiyn"]) == ("sale_return", 10_000)
+    code, _out, err = run("refunds", "return", "--invoice", overpaid, "--amount", "1 000 000")
+    assert code != 0 and "of this sale can be returned" in err
+    code, _out, err = run("refunds", "return", "--invoice", overpaid, "--amount", "ten")
+    assert code != 0 and "is not an amount in tenge" in err
