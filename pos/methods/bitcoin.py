@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from embit import base58, bip32
 from embit import script as btc_script
+from embit.base import EmbitError
 from embit.networks import NETWORKS
 
 from pos.errors import ValidationError
@@ -145,7 +146,8 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
         )
     try:
         bip32.HDKey.parse(raw)
-    except (ValueError, TypeError, AssertionError) as exc:
+    # embit says an off-curve point with its own EmbitError (ECError), not a ValueError.
+    except (ValueError, TypeError, AssertionError, EmbitError) as exc:
         raise ValidationError(
             N_("the key's public point is invalid: %(reason)s"), field="btc_xpub", reason=str(exc)
         ) from None
