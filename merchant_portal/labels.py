@@ -26,6 +26,7 @@ from jinja2 import pass_context
 from pos import money
 from pos.models import MerchantStatus, Role, SettlementMode
 from pos.states import InvoiceStatus
+from settlement.ledger.models import RefundStatus
 
 # (kind, identifier) -> label; the kind is also the gettext context, because one English word
 # ("paid", "pending") is a different Russian or Kazakh word for an invoice, a payout or a bill.
@@ -162,6 +163,7 @@ ENUM_KINDS: Mapping[type, str] = {
     MerchantStatus: "merchant",
     Role: "role",
     SettlementMode: "settlement",
+    RefundStatus: "refund",
 }
 
 

@@ -162,7 +162,7 @@ def parse_scopes(raw: list[str] | tuple[str, ...]) -> str:
     allowed = {s.value for s in Scope}
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise ValidationError(f"unknown scope {unknown[0]!r}", field="scopes")
+        raise ValidationError(N_("unknown scope %(scope)s"), field="scopes", scope=repr(unknown[0]))
     if not raw:
         raise ValidationError(N_("choose at least one scope"), field="scopes")
     return " ".join(s.value for s in Scope if s.value in raw)
@@ -182,8 +182,9 @@ def create_api_key(
         raise ValidationError(N_("the key name needs 1 to 80 characters"), field="name")
     if not 1 <= rate_limit_per_minute <= MAX_RATE_LIMIT_PER_MINUTE:
         raise ValidationError(
-            f"the rate limit must be 1 to {MAX_RATE_LIMIT_PER_MINUTE} requests a minute",
+            N_("the rate limit must be 1 to %(most)d requests a minute"),
             field="rate_limit_per_minute",
+            most=MAX_RATE_LIMIT_PER_MINUTE,
         )
     prefix = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -283,7 +284,11 @@ def check_webhook_url(settings: Settings, url: str) -> str:
 def parse_event_types(raw: list[str] | tuple[str, ...]) -> str:
     unknown = sorted(set(raw) - set(WEBHOOK_EVENT_TYPES))
     if unknown:
-        raise ValidationError(f"unknown event type {unknown[0]!r}", field="event_types")
+        raise ValidationError(
+            N_("unknown event type %(event_type)s"),
+            field="event_types",
+            event_type=repr(unknown[0]),
+        )
     if not raw:
         raise ValidationError(N_("choose at least one event type"), field="event_types")
     return " ".join(t for t in WEBHOOK_EVENT_TYPES if t in raw)

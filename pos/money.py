@@ -102,10 +102,17 @@ def format_units(amount: int, decimals: int) -> str:
 def parse_units(text: str, decimals: int, field: str = "amount") -> int:
     """Parse a plain decimal string ("0.001", "2500") into minor units; no signs, no exponents."""
     if not re.fullmatch(r"\d+(\.\d+)?", text):
-        raise ValidationError(f"{text!r} is not a plain positive decimal number", field=field)
+        raise ValidationError(
+            N_("%(text)s is not a plain positive decimal number"), field=field, text=repr(text)
+        )
     whole, _, frac = text.partition(".")
     if len(frac) > decimals:
-        raise ValidationError(f"{text!r} has more than {decimals} decimal places", field=field)
+        raise ValidationError(
+            N_("%(text)s has more than %(decimals)d decimal places"),
+            field=field,
+            text=repr(text),
+            decimals=decimals,
+        )
     scale: int = 10**decimals
     return int(whole) * scale + int(frac.ljust(decimals, "0") or 0)
 
@@ -120,11 +127,15 @@ def parse_rate(text: str) -> Decimal:
     try:
         rate = Decimal(text)
     except InvalidOperation:
-        raise ValidationError(f"{text!r} is not a decimal rate", field="rate") from None
+        raise ValidationError(
+            N_("%(text)s is not a decimal rate"), field="rate", text=repr(text)
+        ) from None
     _check_rate(rate)
     return rate
 
 
 def _check_rate(rate: Decimal) -> None:
     if not rate.is_finite() or rate <= 0:
-        raise ValidationError(f"rate must be a positive number, got {rate}", field="rate")
+        raise ValidationError(
+            N_("rate must be a positive number, got %(rate)s"), field="rate", rate=rate
+        )

@@ -29,6 +29,7 @@ from pos.errors import (
     RateUnavailableError,
     ValidationError,
 )
+from pos.i18n import N_
 from pos.money import parse_rate
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,10 @@ def assess_btc(readings: Sequence[Reading], max_spread_bp: int) -> Assessment:
     ignored = tuple((r.source, r.problem or "") for r in readings if not r.fresh)
     if not fresh:
         refusal = RateUnavailableError(
-            "no fresh BTC/KZT rate is available, so BTC invoices are paused; "
-            "KZTE invoices still work"
+            N_(
+                "no fresh BTC/KZT rate is available, so BTC invoices are paused; "
+                "KZTE invoices still work"
+            )
         )
         return Assessment(BTC_KZT, tuple(readings), None, refusal)
     rates = [q.rate for q in fresh]
@@ -271,9 +274,14 @@ def assess_btc(readings: Sequence[Reading], max_spread_bp: int) -> Assessment:
     if spread > max_spread_bp:
         listed = ", ".join(f"{q.source} {q.rate}" for q in sorted(fresh, key=lambda q: q.rate))
         refusal = RateDisagreementError(
-            f"BTC invoices are refused: the BTC/KZT sources disagree by {_percent(spread)}, "
-            f"more than the {_percent(max_spread_bp)} allowed ({listed}); the operator is "
-            "alerted. KZTE invoices still work"
+            N_(
+                "BTC invoices are refused: the BTC/KZT sources disagree by %(spread)s, "
+                "more than the %(allowed)s allowed (%(rates)s); the operator is "
+                "alerted. KZTE invoices still work"
+            ),
+            spread=_percent(spread),
+            allowed=_percent(max_spread_bp),
+            rates=listed,
         )
         return Assessment(BTC_KZT, tuple(readings), None, refusal, spread)
     fresh.sort(key=lambda q: q.rate)
@@ -307,9 +315,14 @@ def assess_kzte(readings: Sequence[Reading], max_depeg_bp: int, now: datetime) -
     depeg = rate_rules.depeg_bp(observed)
     if depeg > max_depeg_bp:
         refusal = KzteDepegError(
-            f"KZTE invoices are paused: KZTE trades at {observed} KZT, {_percent(depeg)} off "
-            f"its 1:1 peg (more than the {_percent(max_depeg_bp)} allowed); the operator is "
-            "alerted"
+            N_(
+                "KZTE invoices are paused: KZTE trades at %(observed)s KZT, %(depeg)s off "
+                "its 1:1 peg (more than the %(allowed)s allowed); the operator is "
+                "alerted"
+            ),
+            observed=observed,
+            depeg=_percent(depeg),
+            allowed=_percent(max_depeg_bp),
         )
         return Assessment(KZTE_KZT, tuple(readings), None, refusal, depeg_bp=depeg)
     quote = RateQuote(

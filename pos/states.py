@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pos.errors import IllegalTransitionError
+from pos.i18n import N_
 
 
 class InvoiceStatus(StrEnum):
@@ -88,7 +89,11 @@ def can_transition(current: InvoiceStatus, target: InvoiceStatus) -> bool:
 def transition(current: InvoiceStatus, target: InvoiceStatus) -> EventType:
     """Check a status change against the table; return the event it emits or raise."""
     if not can_transition(current, target):
-        raise IllegalTransitionError(f"an invoice cannot go from {current} to {target}")
+        raise IllegalTransitionError(
+            N_("an invoice cannot go from %(current)s to %(target)s"),
+            current=current,
+            target=target,
+        )
     if current is InvoiceStatus.SETTLED and target is InvoiceStatus.PROCESSING:
         return EventType.REOPENED
     return EVENT_FOR_STATUS[target]

@@ -67,6 +67,15 @@ def test_malformed_keys_get_precise_errors(key: str, network: BitcoinNetwork, me
     assert info.value.field == "btc_xpub"
 
 
+def test_a_key_whose_point_is_off_the_curve_is_refused() -> None:
+    # A valid checksum over a public key that is no point of secp256k1 (embit's ECError).
+    raw = bytearray(base58.decode_check(BIP84_ZPUB))
+    raw[45] = 5  # neither 02 nor 03: no compressed public key
+    with pytest.raises(ValidationError, match="the key's public point is invalid") as info:
+        bitcoin.parse_account_xpub(base58.encode_check(bytes(raw)), BitcoinNetwork.MAINNET)
+    assert info.value.field == "btc_xpub"
+
+
 def test_master_key_depth_is_refused() -> None:
     raw = bytearray(base58.decode_check(BIP84_ZPUB))
     raw[4] = 0

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from embit import base58, bip32
 from embit import script as btc_script
+from embit.base import EmbitError
 from embit.networks import NETWORKS
 
 from pos.errors import ValidationError
@@ -91,8 +92,9 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
     version = raw[:4]
     if version not in _VERSIONS:
         raise ValidationError(
-            f"unknown extended key version {version.hex()}; expected a zpub or vpub",
+            N_("unknown extended key version %(version)s; expected a zpub or vpub"),
             field="btc_xpub",
+            version=version.hex(),
         )
     kind, is_private, testnet_family = _VERSIONS[version]
     if is_private:
@@ -105,19 +107,33 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
             kind=kind,
         )
     if kind not in _ACCEPTED_KINDS:
-        raise ValidationError(
-            f"a {kind} describes {'multisig' if kind[0].isupper() else 'wrapped SegWit (BIP49)'} "
-            "addresses; export the native SegWit (BIP84) account key, a zpub or vpub",
-            field="btc_xpub",
+        # Two whole sentences, not a word put into one: each translates as a sentence.
+        wrong_kind = (
+            N_(
+                "a %(kind)s describes multisig addresses; export the native SegWit (BIP84) "
+                "account key, a zpub or vpub"
+            )
+            if kind[0].isupper()
+            else N_(
+                "a %(kind)s describes wrapped SegWit (BIP49) addresses; export the native "
+                "SegWit (BIP84) account key, a zpub or vpub"
+            )
         )
+        raise ValidationError(wrong_kind, field="btc_xpub", kind=kind)
     wants_testnet = network is not BitcoinNetwork.MAINNET
     if testnet_family != wants_testnet:
-        expected = "tpub or vpub" if wants_testnet else "xpub or zpub"
-        raise ValidationError(
-            f"this {kind} is for {'a test network' if testnet_family else 'mainnet'} but the "
-            f"zone runs on {network}; export a {expected}",
-            field="btc_xpub",
+        wrong_network = (
+            N_(
+                "this %(kind)s is for a test network but the zone runs on %(network)s; "
+                "export a xpub or zpub"
+            )
+            if testnet_family
+            else N_(
+                "this %(kind)s is for mainnet but the zone runs on %(network)s; "
+                "export a tpub or vpub"
+            )
         )
+        raise ValidationError(wrong_network, field="btc_xpub", kind=kind, network=network.value)
     depth = raw[4]
     if depth != BIP84_ACCOUNT_DEPTH:
         raise ValidationError(
@@ -130,9 +146,10 @@ def parse_account_xpub(text: str, network: BitcoinNetwork) -> AccountKey:
         )
     try:
         bip32.HDKey.parse(raw)
-    except (ValueError, TypeError, AssertionError) as exc:
+    # embit says an off-curve point with its own EmbitError (ECError), not a ValueError.
+    except (ValueError, TypeError, AssertionError, EmbitError) as exc:
         raise ValidationError(
-            f"the key's public point is invalid: {exc}", field="btc_xpub"
+            N_("the key's public point is invalid: %(reason)s"), field="btc_xpub", reason=str(exc)
         ) from None
     return AccountKey(cleaned, kind, network)
 

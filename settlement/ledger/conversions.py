@@ -37,6 +37,13 @@ from settlement.ledger.posting import Posting, book_value_tiyn, conversion_legs,
 
 CSV_COLUMNS = ("method", "amount_atomic", "proceeds_tiyn", "reference")
 UNIT = {PaymentMethod.BTC: "sat", PaymentMethod.KZTE: "KZTE base units"}
+# More than the clearing account holds: one whole sentence per unit, so each translates whole.
+_MORE_THAN_HELD = {
+    PaymentMethod.BTC: N_("%(account)s holds %(held)s sat; %(amount)s cannot be converted"),
+    PaymentMethod.KZTE: N_(
+        "%(account)s holds %(held)s KZTE base units; %(amount)s cannot be converted"
+    ),
+}
 
 
 def clearing_balance(session: Session, method: PaymentMethod) -> tuple[int, int]:
@@ -84,8 +91,12 @@ def record(
             if same:
                 return earlier, False
             raise ConversionError(
-                f"reference {reference!r} is already recorded with other numbers "
-                f"(conversion {earlier.id})"
+                N_(
+                    "reference %(reference)s is already recorded with other numbers "
+                    "(conversion %(conversion)s)"
+                ),
+                reference=repr(reference),
+                conversion=earlier.id,
             )
     # One conversion at a time per clearing account (PostgreSQL row lock; SQLite has one writer).
     session.scalar(
@@ -94,8 +105,10 @@ def record(
     balance_tiyn, balance_atomic = clearing_balance(session, method)
     if request.amount_atomic > balance_atomic:
         raise ConversionError(
-            f"{chart.clearing(method)} holds {balance_atomic} {UNIT[method]}; "
-            f"{request.amount_atomic} cannot be converted"
+            _MORE_THAN_HELD[method],
+            account=chart.clearing(method),
+            held=balance_atomic,
+            amount=request.amount_atomic,
         )
     book = book_value_tiyn(balance_tiyn, balance_atomic, request.amount_atomic)
     if book <= 0:
@@ -147,7 +160,9 @@ def parse_csv(text: str) -> list[ConversionRequest]:
     """Read the documented layout; raise `ConversionError` naming the bad line."""
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != list(CSV_COLUMNS):
-        raise ConversionError(f"the CSV header must be: {','.join(CSV_COLUMNS)}")
+        raise ConversionError(
+            N_("the CSV header must be: %(header)s"), header=",".join(CSV_COLUMNS)
+        )
     requests = []
     for number, row in enumerate(reader, start=2):
         try:
@@ -155,11 +170,14 @@ def parse_csv(text: str) -> list[ConversionRequest]:
             amount, proceeds = int(row["amount_atomic"]), int(row["proceeds_tiyn"])
         except (ValueError, AttributeError, KeyError):
             raise ConversionError(
-                f"line {number}: method must be btc or kzte and amounts whole numbers"
+                N_("line %(line)d: method must be btc or kzte and amounts whole numbers"),
+                line=number,
             ) from None
         reference = (row.get("reference") or "").strip()
         if not reference:
-            raise ConversionError(f"line {number}: a reference is required in a CSV import")
+            raise ConversionError(
+                N_("line %(line)d: a reference is required in a CSV import"), line=number
+            )
         requests.append(ConversionRequest(method, amount, proceeds, reference))
     return requests
 

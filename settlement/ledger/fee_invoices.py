@@ -44,7 +44,7 @@ def parse_month(text: str) -> tuple[date, date]:
     """'2026-11' -> (first day, first day of the next month)."""
     found = _MONTH.match(text.strip())
     if found is None:
-        raise FeeInvoiceError(f"{text!r} is not a month like 2026-11")
+        raise FeeInvoiceError(N_("%(text)s is not a month like 2026-11"), text=repr(text))
     year, month = int(found.group(1)), int(found.group(2))
     first = date(year, month, 1)
     return first, date(year + month // 12, month % 12 + 1, 1)
@@ -70,7 +70,7 @@ def issue_month(session: Session, month: str, now: datetime | None = None) -> li
     _first, following = parse_month(month)
     end = business_day.day_start(following)
     if end > now:
-        raise FeeInvoiceError(f"{month} has not ended yet (in Asia/Almaty)")
+        raise FeeInvoiceError(N_("%(month)s has not ended yet (in Asia/Almaty)"), month=month)
     created: list[FeeInvoice] = []
     merchants = session.scalars(
         select(Merchant).where(Merchant.settlement_mode == SettlementMode.DIRECT)
@@ -117,9 +117,15 @@ def mark_paid(
         raise FeeInvoiceError(N_("the bank reference is required (at most 100 characters)"))
     bill = session.get(FeeInvoice, fee_invoice_id)
     if bill is None or (merchant_id is not None and bill.merchant_id != merchant_id):
-        raise FeeInvoiceError(f"there is no fee invoice {fee_invoice_id}")
+        raise FeeInvoiceError(
+            N_("there is no fee invoice %(fee_invoice)s"), fee_invoice=fee_invoice_id
+        )
     if bill.status is FeeInvoiceStatus.PAID:
-        raise FeeInvoiceError(f"fee invoice {bill.id} is already paid ({bill.bank_reference})")
+        raise FeeInvoiceError(
+            N_("fee invoice %(fee_invoice)s is already paid (%(reference)s)"),
+            fee_invoice=bill.id,
+            reference=bill.bank_reference,
+        )
     txn, _new = write_posting(
         session,
         Posting(

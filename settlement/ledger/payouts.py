@@ -225,7 +225,7 @@ def payable_balance(session: Session, merchant_id: int) -> int:
 def get_payout(session: Session, payout_id: int) -> Payout:
     payout = session.get(Payout, payout_id)
     if payout is None:
-        raise PayoutNotFoundError(f"there is no payout {payout_id}")
+        raise PayoutNotFoundError(N_("there is no payout %(payout)s"), payout=payout_id)
     return payout
 
 
@@ -245,14 +245,21 @@ def mark_paid(
     payout = get_payout(session, payout_id)
     if payout.status is PayoutStatus.PAID:
         raise PayoutError(
-            f"payout {payout.id} is already paid (bank reference {payout.bank_reference})"
+            N_("payout %(payout)s is already paid (bank reference %(reference)s)"),
+            payout=payout.id,
+            reference=payout.bank_reference,
         )
     reversed_ = reversed_invoices(session, [payout.id]).get(payout.id)
     if reversed_:
         raise PayoutError(
-            f"payout {payout.id} is blocked: invoice(s) {', '.join(reversed_)} were reversed "
-            "(double spent or reopened) after it was built; rebuild it with "
-            f"`cryptocity payouts run --date {payout.business_date}` and check the new amount"
+            N_(
+                "payout %(payout)s is blocked: invoice(s) %(invoices)s were reversed "
+                "(double spent or reopened) after it was built; rebuild it with "
+                "`cryptocity payouts run --date %(date)s` and check the new amount"
+            ),
+            payout=payout.id,
+            invoices=", ".join(reversed_),
+            date=payout.business_date,
         )
     txn, _new = write_posting(
         session,

@@ -94,7 +94,7 @@ def get(session: Session, refund_id: int, merchant_id: int | None = None) -> Ref
 def _get(session: Session, refund_id: int, merchant_id: int | None) -> Refund:
     refund = session.get(Refund, refund_id)
     if refund is None or (merchant_id is not None and refund.merchant_id != merchant_id):
-        raise RefundError(f"there is no refund {refund_id}")
+        raise RefundError(N_("there is no refund %(refund)s"), refund=refund_id)
     return refund
 
 
@@ -111,13 +111,20 @@ def create(
     """A claimable refund of what `invoice_id` still owes back (all of it by default)."""
     invoice = session.get(Invoice, invoice_id)
     if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
-        raise RefundError(f"there is no invoice {invoice_id}")
+        raise RefundError(N_("there is no invoice %(invoice)s"), invoice=invoice_id)
     owed_tiyn, owed_atomic = available(session, settings, invoice)
     if owed_atomic <= 0 or owed_tiyn <= 0:
-        raise RefundError(f"invoice {invoice_id} owes nothing back (or its refunds cover it)")
+        raise RefundError(
+            N_("invoice %(invoice)s owes nothing back (or its refunds cover it)"),
+            invoice=invoice_id,
+        )
     atomic = owed_atomic if amount_atomic is None else amount_atomic
     if not 0 < atomic <= owed_atomic:
-        raise RefundError(f"invoice {invoice_id} owes back at most {owed_atomic} atomic units")
+        raise RefundError(
+            N_("invoice %(invoice)s owes back at most %(atomic)s atomic units"),
+            invoice=invoice_id,
+            atomic=owed_atomic,
+        )
     tiyn = owed_tiyn if atomic == owed_atomic else owed_tiyn * atomic // owed_atomic
     if tiyn <= 0:
         raise RefundError(N_("that part is worth less than a tiyn; refund more of it"))
@@ -210,7 +217,7 @@ def claim(session: Session, settings: Settings, token: str, destination: str) ->
     """The shopper says where to send it; allowed until it is sent."""
     refund = by_token(session, token)
     if refund.status not in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
-        raise RefundError(f"this refund is already {refund.status.value}")
+        raise RefundError(N_("this refund is already %(status)s"), status=refund.status)
     if refund.method == PaymentMethod.BTC.value:
         refund.destination = refund_destinations.parse_btc_refund_address(
             destination, settings.bitcoin_network
@@ -246,7 +253,9 @@ def record_sent(
     refund = _get(session, refund_id, merchant_id)
     if refund.status not in (RefundStatus.CLAIMED, RefundStatus.SENT):
         raise RefundError(
-            f"refund {refund.id} is {refund.status.value}; only a claimed refund can be sent"
+            N_("refund %(refund)s is %(status)s; only a claimed refund can be sent"),
+            refund=refund.id,
+            status=refund.status,
         )
     refund.block_hash = None
     cleaned = txid.strip()
@@ -281,7 +290,11 @@ def cancel(
 ) -> Refund:
     refund = _get(session, refund_id, merchant_id)
     if refund.status not in (RefundStatus.CLAIMABLE, RefundStatus.CLAIMED):
-        raise RefundError(f"refund {refund.id} is {refund.status.value} and cannot be cancelled")
+        raise RefundError(
+            N_("refund %(refund)s is %(status)s and cannot be cancelled"),
+            refund=refund.id,
+            status=refund.status,
+        )
     refund.status = RefundStatus.CANCELLED
     if refund.kind is RefundKind.SALE_RETURN:
         ledger_queue.enqueue(session, refund.invoice_id)  # the booking reverses the return

@@ -6,8 +6,11 @@ domain errors, a "saved" confirmation after each settings form, and a label on e
 
 from __future__ import annotations
 
+import html
 import re
+import secrets
 from collections.abc import Callable
+from datetime import date
 from html.parser import HTMLParser
 from typing import ClassVar
 
@@ -19,11 +22,16 @@ from sqlalchemy import update
 
 from merchant_portal import labels
 from merchant_portal.errors import translated
-from pos import invoices
-from pos.errors import MerchantNotActiveError
+from pos import invoices, states
+from pos.errors import IllegalTransitionError, MerchantNotActiveError, ValidationError
+from pos.methods import bitcoin
 from pos.models import Invoice, Merchant, MerchantStatus, User
 from pos.runtime import Runtime
+from pos.settings import BitcoinNetwork
 from pos.states import InvoiceStatus, PaymentMethod
+from settlement.ledger import payouts, refunds
+from settlement.ledger.errors import PayoutError
+from settlement.ledger.models import Payout, PayoutStatus, Refund
 
 from portal_helpers import csrf_from
 
@@ -471,3 +479,159 @@ def test_a_label_of_a_constant_follows_each_readers_language(
     assert "<td>opening</td>" in shown["en"]
     assert "<td>начало периода</td>" in shown["ru"] and "<td>opening</td>" not in shown["ru"]
     assert "<td>opening</td>" not in shown["kk"]
+
+
+# Errors raised in settlement/ and pos/ with their values apart (`N_`): the page (or the flash)
+# says them in the reader's language, while `str(error)` (logs, CLI, API) stays English.
+MAINNET_ZPUB = (
+    "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvU"
+    "UkgDKf31mGDtKsAYz2oz2AGutZYs"
+)
+
+
+def _flash_after(client: FlaskClient, form_page: str, action: str, data: dict[str, str]) -> str:
+    token = csrf_from(client, form_page)
+    response = client.post(action, data={"csrf_token": token, **data}, follow_redirects=True)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    flashes = re.findall(r'<p class="flash">([^<]*)</p>', response.get_data(as_text=True))
+    assert len(flashes) == 1, flashes
+    return html.unescape(flashes[0])
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "ru",
+            "возврат {id} в статусе «ждёт покупателя»; отправить можно только возврат, "
+            "для которого получен адрес",
+        ),
+        (
+            "kk",
+            "{id} қайтаруы «сатып алушыны күтуде» күйінде; тек мекенжайы алынған қайтаруды "
+            "жіберуге болады",
+        ),
+        ("en", "refund {id} is waiting for the shopper; only a claimed refund can be sent"),
+    ],
+)
+def test_a_refund_error_is_flashed_in_the_readers_language(
+    as_user: Callable[[str | None], FlaskClient],
+    runtime: Runtime,
+    world: dict[str, int],
+    make_invoice: Callable[..., str],
+    language: str,
+    expected: str,
+) -> None:
+    invoice_id = make_invoice(world["shop"])
+    with runtime.session_factory.begin() as session:
+        refund = Refund(
+            token=secrets.token_urlsafe(24),
+            invoice_id=invoice_id,
+            merchant_id=world["shop"],
+            method="kzte",
+            settlement_mode="direct",  # the owner records what they sent
+            amount_tiyn=5_000,
+            amount_atomic=50_000_000,
+        )
+        session.add(refund)
+        session.flush()
+        refund_id = refund.id
+    client = _in(as_user("owner"), language)
+    # Not claimed yet: the shopper has not said where to send it. The status is its label.
+    shown = _flash_after(client, "/refunds/", f"/refunds/{refund_id}/sent", {"txid": "x"})
+    assert shown == expected.format(id=refund_id)
+    with runtime.session_factory() as session, pytest.raises(refunds.RefundError) as refused:
+        refunds.record_sent(session, refund_id, "x")
+    assert str(refused.value) == (
+        f"refund {refund_id} is claimable; only a claimed refund can be sent"
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("ru", "выплата {id} уже оплачена (банковский референс KZ-2026-11-02)"),
+        ("kk", "{id} төлемі бұрын төленген (банк сілтеме кілті KZ-2026-11-02)"),
+    ],
+)
+def test_a_payout_error_is_flashed_in_the_readers_language(
+    as_user: Callable[[str | None], FlaskClient],
+    runtime: Runtime,
+    world: dict[str, int],
+    language: str,
+    expected: str,
+) -> None:
+    with runtime.session_factory.begin() as session:
+        payout = Payout(
+            merchant_id=world["shop"],
+            business_date=date(2026, 11, 2),
+            amount_tiyn=1,
+            status=PayoutStatus.PAID,
+            bank_reference="KZ-2026-11-02",
+        )
+        session.add(payout)
+        session.flush()
+        payout_id = payout.id
+    client = _in(as_user("operator"), language)
+    shown = _flash_after(
+        client,
+        "/reports/payouts",
+        f"/reports/payouts/{payout_id}/mark-paid",
+        {"bank_reference": "again"},
+    )
+    assert shown == expected.format(id=payout_id)
+    with runtime.session_factory() as session, pytest.raises(PayoutError) as refused:
+        payouts.mark_paid(session, payout_id, "again")
+    assert (
+        str(refused.value) == f"payout {payout_id} is already paid (bank reference KZ-2026-11-02)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "ru",
+            "этот zpub — для mainnet, а зона работает в сети regtest; экспортируйте tpub или vpub",
+        ),
+        (
+            "kk",
+            "бұл zpub mainnet желісіне арналған, ал аймақ regtest желісінде жұмыс істейді; "
+            "tpub немесе vpub экспорттаңыз",
+        ),
+    ],
+)
+def test_an_account_key_error_is_shown_in_the_readers_language(
+    as_user: Callable[[str | None], FlaskClient],
+    world: dict[str, int],
+    language: str,
+    expected: str,
+) -> None:
+    client = _in(as_user("owner"), language)
+    token = csrf_from(client, "/merchant/setup/bitcoin")
+    response = client.post(
+        "/merchant/setup/bitcoin",
+        data={"csrf_token": token, "btc_xpub": MAINNET_ZPUB, "action": "preview"},
+    )
+    assert response.status_code == 400
+    page = html.unescape(response.get_data(as_text=True))
+    assert expected in page and "for mainnet" not in page
+    with pytest.raises(ValidationError) as refused:
+        bitcoin.parse_account_xpub(MAINNET_ZPUB, BitcoinNetwork.REGTEST)
+    assert str(refused.value) == (
+        "this zpub is for mainnet but the zone runs on regtest; export a tpub or vpub"
+    )
+
+
+def test_an_illegal_transition_names_the_statuses_by_their_labels(app: Flask) -> None:
+    with pytest.raises(IllegalTransitionError) as refused:
+        states.transition(InvoiceStatus.SETTLED, InvoiceStatus.NEW)
+    assert str(refused.value) == "an invoice cannot go from settled to new"
+    with app.test_request_context("/", headers={"Cookie": "lang=ru"}):
+        assert translated(refused.value) == (
+            "счёт не может перейти из статуса «оплачено» в статус «ожидает оплаты»"
+        )
+    with app.test_request_context("/", headers={"Cookie": "lang=kk"}):
+        assert (
+            translated(refused.value) == "шот «төленді» күйінен «төлемді күтуде» күйіне өте алмайды"
+        )
