@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext, ngettext
 from flask_login import current_user
 
 from merchant_portal.context import db
@@ -40,7 +41,14 @@ def issue() -> ResponseReturnValue:
     def work() -> str:
         month = request.form.get("month", "")
         created = fee_invoices.issue_month(db(), month)
-        return f"{len(created)} fee invoices issued for {month}"
+        return str(
+            ngettext(
+                "%(num)d fee invoice issued for %(month)s",
+                "%(num)d fee invoices issued for %(month)s",
+                len(created),
+                month=month,
+            )
+        )
 
     return form_action(work, (fee_invoices.FeeInvoiceError,), url_for("fees.index"))
 
@@ -51,6 +59,6 @@ def mark_paid(fee_invoice_id: int) -> ResponseReturnValue:
     def work() -> str:
         reference = request.form.get("bank_reference", "")
         bill = fee_invoices.mark_paid(db(), fee_invoice_id, reference, current_user.id)
-        return f"fee invoice #{bill.id} marked paid"
+        return str(gettext("Fee invoice #%(id)s marked paid", id=bill.id))
 
     return form_action(work, (fee_invoices.FeeInvoiceError,), url_for("fees.index"))

@@ -75,7 +75,9 @@ def parse_range(
     if first > last:
         raise ValidationError(N_("the start date is after the end date"), field="from")
     if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise ValidationError(f"a report covers at most {MAX_RANGE_DAYS} days", field="from")
+        raise ValidationError(
+            N_("a report covers at most %(days)d days"), field="from", days=MAX_RANGE_DAYS
+        )
     return DateRange(first, last)
 
 
@@ -83,7 +85,9 @@ def _parse_date(text: str, field_name: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValidationError(f"{text!r} is not a date like 2026-11-23", field=field_name) from None
+        raise ValidationError(
+            N_("%(text)s is not a date like 2026-11-23"), field=field_name, text=repr(text)
+        ) from None
 
 
 # --- dialect helpers --------------------------------------------------------------------------
