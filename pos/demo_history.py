@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pos import business_day, catalog, invoices
+from pos import business_day, catalog, invoice_lines, invoices
 from pos.business_day import ZONE_TZ
 from pos.db import utcnow
 from pos.demo_wallets import demo_account_xpub, demo_solana_wallet
@@ -92,13 +92,12 @@ def has_history(session: Session, merchant_id: int) -> bool:
     )
 
 
-def _cart(rng: random.Random, items: list[catalog.CatalogItem]) -> tuple[int, str]:
+def _cart(rng: random.Random, items: list[catalog.CatalogItem]) -> list[catalog.CartLine]:
     picked = rng.sample(items, k=min(len(items), rng.choice((1, 1, 2, 2, 3))))
-    lines = [
+    return [
         catalog.CartLine(item.id, item.name, rng.choice((1, 1, 1, 2)), item.price_tiyn)
         for item in picked
     ]
-    return sum(line.total_tiyn for line in lines), catalog.cart_description(lines)
 
 
 def _pay(
@@ -246,17 +245,20 @@ def seed_history(
     for days_ago, day in zip(range(DAYS, 0, -1), days, strict=True):
         opening = datetime(day.year, day.month, day.day, OPEN_HOUR, tzinfo=ZONE_TZ)
         for number, at in enumerate(_sale_times(rng, opening, rng.randint(low, high))):
-            price_tiyn, description = _cart(rng, items)
+            lines = _cart(rng, items)
+            price_tiyn = sum(line.total_tiyn for line in lines)
             method = rng.choice(methods)
             request = invoices.InvoiceRequest(
                 merchant_id,
                 max(price_tiyn, settings.min_invoice_tiyn),
                 method,
-                description,
+                catalog.cart_description(lines),
                 order_id=f"{ORDER_PREFIX}{day.isoformat()}-{number}",
                 created_by_user_id=cashier_id,
             )
             invoice = invoices.create_invoice(session, settings, rates, request, now=at)
+            if price_tiyn == invoice.price_tiyn:  # a cart raised to the minimum is no cart
+                invoice_lines.record_lines(session, invoice.id, lines)  # sales per product
             counts.by_method[method.value] = counts.by_method.get(method.value, 0) + 1
             paid_at = at + timedelta(seconds=rng.randrange(40, 400))
             roll = rng.random()

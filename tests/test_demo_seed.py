@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pos import branding, business_day, catalog, chart, demo, demo_history
+from pos.invoice_lines import InvoiceLine
 from pos.models import Invoice, Merchant
 from pos.settings import Settings
 from pos.states import InvoiceStatus, PaymentMethod
@@ -127,6 +128,16 @@ def test_the_demo_seed_shows_the_product_and_runs_once(
             assert _count(session, mine, Invoice.status == InvoiceStatus.EXPIRED) > 0
             # History only: nothing is left open for the watchers.
             assert _count(session, mine, Invoice.status == InvoiceStatus.NEW) == 0
+            # Every sale is a cart of the shop's products: the sales per product are full.
+            totals = session.execute(
+                select(
+                    Invoice.price_tiyn, func.sum(InvoiceLine.quantity * InvoiceLine.unit_price_tiyn)
+                )
+                .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.id)
+                .where(mine)
+                .group_by(Invoice.id, Invoice.price_tiyn)
+            ).all()
+            assert len(totals) == counts.invoices and all(p == t for p, t in totals)
         _check_payouts(session, _shop(session, "coffee"), first["coffee"].payouts)
         _check_fee_invoices(session, _shop(session, "books"), first["books"].fee_invoices)
         assert first["coffee"].fee_invoices == first["books"].payouts == 0
