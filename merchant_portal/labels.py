@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from babel.numbers import format_decimal
 from flask import Flask, has_request_context
@@ -146,6 +146,62 @@ def rejection_text(event_data: Mapping[str, object]) -> str:
     return str(gettext("payment not accepted: %(reason)s", reason=reason if reason else code))
 
 
+# A ledger transaction's description is stored in English ("invoice X: allocation reversed") for
+# the CSV files and the API; a page says it in the reader's language from what the transaction
+# is instead: (kind, the booking's fact up to its first ':') -> sentence. Payouts and fee
+# payments take their number, day or month and bank reference from their own rows.
+LEDGER_DESCRIPTIONS: Mapping[tuple[str, str], LazyString] = {
+    ("receipt", "receipt"): _lp("ledger description", "invoice %(invoice)s: payment received"),
+    ("settlement", "allocation"): _lp("ledger description", "invoice %(invoice)s: sale"),
+    ("owed_back", "owed_back"): _lp(
+        "ledger description", "invoice %(invoice)s: owed back to the shopper"
+    ),
+    ("reversal", "receipt"): _lp(
+        "ledger description", "invoice %(invoice)s: payment received, reversed"
+    ),
+    ("reversal", "allocation"): _lp("ledger description", "invoice %(invoice)s: sale reversed"),
+    ("reversal", "owed_back"): _lp(
+        "ledger description", "invoice %(invoice)s: owed back, reversed"
+    ),
+    ("owed_back", "return"): _lp("ledger description", "invoice %(invoice)s: sale returned"),
+    ("reversal", "return"): _lp("ledger description", "invoice %(invoice)s: sale return cancelled"),
+    ("payout", ""): _lp(
+        "ledger description", "payout %(number)s for %(day)s, bank reference %(reference)s"
+    ),
+    ("fee_payment", ""): _lp(
+        "ledger description",
+        "fee invoice %(number)s (%(month)s) paid, bank reference %(reference)s",
+    ),
+}
+
+
+class LedgerLine(Protocol):
+    """What a statement line carries (settlement.ledger.statements.StatementLine)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def fact(self) -> str | None: ...
+    @property
+    def invoice_id(self) -> str | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def detail(self) -> Mapping[str, str]: ...
+
+
+def ledger_description(line: LedgerLine) -> str:
+    """The line's description in the reader's language; the stored English text when there is
+    no sentence for it (a transaction booked before facts were kept, or one of a new kind)."""
+    found = LEDGER_DESCRIPTIONS.get((line.kind, (line.fact or "").split(":", 1)[0]))
+    if found is None:
+        return line.description
+    try:
+        return str(found) % {"invoice": line.invoice_id or "", **line.detail}
+    except KeyError:  # a payout's row is missing: the stored text still says what it was
+        return line.description
+
+
 def label(value: object, kind: str) -> str:
     """The translated label of identifier `value` of `kind` (an enum or its text)."""
     text = str(getattr(value, "value", value))
@@ -226,6 +282,7 @@ def _per_request(function: Callable[..., str]) -> Callable[..., str]:
 def init_app(app: Flask) -> None:
     app.add_template_filter(_per_request(label), "label")
     app.add_template_filter(_per_request(labels), "labels")
+    app.add_template_filter(_per_request(ledger_description), "ledger_description")
     app.add_template_filter(_per_request(format_kzt), "tenge")
     app.add_template_filter(_per_request(format_number), "number")
     app.add_template_global(rejection_text, "rejection_text")

@@ -17,6 +17,7 @@ from pos.i18n import N_
 MAX_QUANTITY = 999
 MAX_ITEMS_PER_MERCHANT = 200
 MAX_CATEGORY_CHARS = 40
+MAX_NAME_CHARS = 80
 
 
 class CatalogItem(Base):
@@ -38,7 +39,9 @@ class CatalogItem(Base):
 
 @dataclass(frozen=True)
 class CartLine:
-    item_id: int
+    """A line as sold: the product's name and price copied (the catalog may change later)."""
+
+    item_id: int | None  # None: a free line an API client named and priced itself
     name: str
     quantity: int
     price_tiyn: int
@@ -70,9 +73,7 @@ def add_item(
     session: Session, merchant_id: int, name: str, price_tiyn: int, category: str = ""
 ) -> CatalogItem:
     """Add a product; names need 1 to 80 characters and prices must be positive."""
-    name = name.strip()
-    if not 1 <= len(name) <= 80:
-        raise ValidationError(N_("the product name needs 1 to 80 characters"), field="name")
+    name = _product_name(name, "name")
     if price_tiyn <= 0:
         raise ValidationError(N_("the price must be more than zero"), field="price")
     if len(list_items(session, merchant_id, active_only=False)) >= MAX_ITEMS_PER_MERCHANT:
@@ -91,6 +92,13 @@ def add_item(
     session.add(item)
     session.flush()
     return item
+
+
+def _product_name(text: str, field: str) -> str:
+    name = text.strip()
+    if not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise ValidationError(N_("the product name needs 1 to 80 characters"), field=field)
+    return name
 
 
 def get_item(session: Session, merchant_id: int, item_id: int) -> CatalogItem:
@@ -139,6 +147,33 @@ def group_by_category(
     return groups
 
 
+def product_line(
+    session: Session, merchant_id: int, item_id: int, quantity: int, field: str = "cart"
+) -> CartLine:
+    """`quantity` of the merchant's product, at its name and price now: the one rule for the
+    terminal's cart and the API's lines. An unknown, inactive or another merchant's product is
+    refused with the same words (which of them is never told)."""
+    if not 0 < quantity <= MAX_QUANTITY:
+        raise ValidationError(
+            N_("quantities go from 1 to %(count)d"), field=field, count=MAX_QUANTITY
+        )
+    item = session.get(CatalogItem, item_id)
+    if item is None or item.merchant_id != merchant_id or not item.active:
+        raise ValidationError(N_("a product in the cart is no longer sold"), field=field)
+    return CartLine(item.id, item.name, quantity, item.price_tiyn)
+
+
+def free_line(name: str, unit_price_tiyn: int, quantity: int, field: str) -> CartLine:
+    """A line of no catalog product, named and priced by an API client (same limits)."""
+    if not 0 < quantity <= MAX_QUANTITY:
+        raise ValidationError(
+            N_("quantities go from 1 to %(count)d"), field=field, count=MAX_QUANTITY
+        )
+    if unit_price_tiyn <= 0:
+        raise ValidationError(N_("the price must be more than zero"), field=field)
+    return CartLine(None, _product_name(name, field), quantity, unit_price_tiyn)
+
+
 def build_cart(session: Session, merchant_id: int, quantities: dict[int, int]) -> list[CartLine]:
     """Cart lines for {item id: quantity}; unknown, inactive or foreign items are refused."""
     lines: list[CartLine] = []
@@ -149,10 +184,7 @@ def build_cart(session: Session, merchant_id: int, quantities: dict[int, int]) -
             raise ValidationError(
                 N_("quantities go from 0 to %(count)d"), field="cart", count=MAX_QUANTITY
             )
-        item = session.get(CatalogItem, item_id)
-        if item is None or item.merchant_id != merchant_id or not item.active:
-            raise ValidationError(N_("a product in the cart is no longer sold"), field="cart")
-        lines.append(CartLine(item.id, item.name, quantity, item.price_tiyn))
+        lines.append(product_line(session, merchant_id, item_id, quantity))
     if not lines:
         raise ValidationError(N_("the cart is empty: add at least one product"), field="cart")
     return lines

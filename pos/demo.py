@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -85,9 +86,11 @@ def seed_demo_data(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def seed_demo_history(
-    settings: Settings, progress: Progress | None = None
+    settings: Settings, progress: Progress | None = None, now: datetime | None = None
 ) -> dict[str, HistoryCounts]:
-    """Thirty days of sales per demo shop, once (see pos.demo_history); counts per shop."""
+    """Thirty days of sales per demo shop, once (see pos.demo_history); counts per shop.
+
+    `now`: the moment the history leads up to (tests pick one; the demo runs up to now)."""
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     made: dict[str, HistoryCounts] = {}
@@ -108,6 +111,7 @@ def seed_demo_history(
                     demo.slug,
                     cashier_id=people.get(f"cashier@{demo.slug}.demo"),
                     owner_id=people.get(f"owner@{demo.slug}.demo"),
+                    now=now,
                     progress=progress,
                 )
     finally:
@@ -130,7 +134,8 @@ def _seed_history_with_progress(settings: Settings) -> None:
             print(
                 f"  {slug}: {counts.invoices} invoices ({counts.settled} paid, {counts.overpaid} "
                 f"overpaid, {counts.partial} partly paid, {counts.expired} expired; "
-                f"{counts.refunds} refunds)",
+                f"{counts.refunds} refunds; {counts.payouts} payouts paid, "
+                f"{counts.fee_invoices} fee invoices)",
                 flush=True,
             )
         else:

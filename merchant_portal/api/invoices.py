@@ -32,9 +32,9 @@ from merchant_portal.api.schemas import (
     MERCHANT,
 )
 from merchant_portal.context import coordinator, db, runtime, settings
-from pos import invoices, shop_domains
+from pos import catalog, invoice_lines, invoices, shop_domains
 from pos.accounts import audit
-from pos.errors import NotFoundError
+from pos.errors import NotFoundError, ValidationError
 from pos.integrations import ApiInvoiceExtra, IdempotencyKey, Scope, find_idempotent
 from pos.invoice_view import invoice_as_dict
 from pos.models import Invoice, Merchant
@@ -72,13 +72,59 @@ def _json(payload: dict[str, Any], status: int = 200) -> Response:
 
 
 def _invoice_json(
-    invoice: Invoice, merchant_name: str, extra: ApiInvoiceExtra | None, history: bool
+    invoice: Invoice,
+    merchant_name: str,
+    extra: ApiInvoiceExtra | None,
+    history: bool,
+    lines: list[invoice_lines.InvoiceLine] | None = None,
 ) -> dict[str, Any]:
+    """The invoice as the API shows it; `lines` None: read them (a page passes its own)."""
     data = invoice_as_dict(invoice, settings(), merchant_name, with_history=history)
     data["metadata"] = dict(extra.meta) if extra else {}
     data["redirect_url"] = extra.redirect_url if extra else None
     data["checkout_url"] = url_for("checkout.show", invoice_id=invoice.id, _external=True)
+    if lines is None:
+        lines = invoice_lines.lines_of(db(), [invoice.id]).get(invoice.id, [])
+    data["lines"] = [
+        {
+            "product_id": line.catalog_item_id,
+            "name": line.name,
+            "quantity": line.quantity,
+            "unit_price_tiyn": line.unit_price_tiyn,
+            "total_tiyn": line.total_tiyn,
+        }
+        for line in lines
+    ]
     return data
+
+
+def _sold_lines(merchant_id: int, wanted: list[dict[str, Any]]) -> list[catalog.CartLine]:
+    """The body's lines as sold, through the catalog's rules (the terminal's cart's too).
+
+    A product id that is not this merchant's sellable product gets one answer, whether it is
+    unknown, inactive or another merchant's: nothing about other shops leaks.
+    """
+    sold: list[catalog.CartLine] = []
+    for number, line in enumerate(wanted):
+        at = f"lines[{number}]"
+        if "product_id" not in line:
+            sold.append(
+                catalog.free_line(line["name"], line["unit_price_tiyn"], line["quantity"], at)
+            )
+            continue
+        try:
+            sold.append(
+                catalog.product_line(db(), merchant_id, line["product_id"], line["quantity"])
+            )
+        except ValidationError:
+            field = f"{at}.product_id"
+            raise ApiError(
+                400,
+                "validation_error",
+                f"{field}: you have no product {line['product_id']} for sale",
+                field,
+            ) from None
+    return sold
 
 
 def _load_invoice(invoice_id: str) -> Invoice:
@@ -139,18 +185,26 @@ def create_invoice() -> Response:
         if stored is not None:
             return _replay(stored, request_sha256)
     _check_redirect(session.get(Merchant, merchant_id), body.get("redirect_url"))
+    lines = _sold_lines(merchant_id, body["lines"]) if "lines" in body else []
+    if lines:
+        price_tiyn = invoice_lines.lines_price(lines, body.get("price_tiyn"))
+    elif "price_tiyn" in body:
+        price_tiyn = body["price_tiyn"]
+    else:
+        raise ApiError(400, "missing_field", "price_tiyn is required (or lines)", "price_tiyn")
     invoice = invoices.create_invoice(
         session,
         settings(),
         runtime().rates,
         invoices.InvoiceRequest(
             merchant_id=merchant_id,
-            price_tiyn=body["price_tiyn"],
+            price_tiyn=price_tiyn,
             method=PaymentMethod(body["method"]),
-            description=body.get("description", ""),
+            description=body.get("description") or catalog.cart_description(lines),
             order_id=body.get("order_id"),
         ),
     )
+    invoice_lines.record_lines(session, invoice.id, lines)  # sales per product
     extra = ApiInvoiceExtra(
         invoice_id=invoice.id,
         api_key_id=current_key().id,
@@ -261,9 +315,12 @@ def list_invoices() -> Response:
     }
     merchant = session.get(Merchant, merchant_id)
     name = merchant.name if merchant else ""
+    lines = invoice_lines.lines_of(session, [i.id for i in page])
     return _json(
         {
-            "data": [_invoice_json(i, name, extras.get(i.id), history=False) for i in page],
+            "data": [
+                _invoice_json(i, name, extras.get(i.id), False, lines.get(i.id, [])) for i in page
+            ],
             "next_cursor": _encode_cursor(page[-1]) if len(rows) > limit else None,
         }
     )

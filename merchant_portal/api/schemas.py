@@ -8,11 +8,14 @@ from urllib.parse import urlsplit
 
 from merchant_portal.api.errors import ApiError
 from merchant_portal.api.schema import Field, Response, Schema, check_text
+from pos.catalog import MAX_NAME_CHARS, MAX_QUANTITY
 from pos.states import InvoiceStatus, PaymentMethod
 
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500
+MAX_LINES = 100
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger one could never exist (and no driver takes it)
 
 
 def check_redirect_url(value: str, where: str) -> str:
@@ -52,14 +55,86 @@ def check_metadata(value: dict[str, Any], where: str) -> dict[str, str]:
     return dict(value)
 
 
+LINE_FIELDS = (
+    Field(
+        "product_id",
+        "integer",
+        "A product of your catalog (an active one): sold at its name and price now.",
+        minimum=1,
+        maximum=MAX_ID,
+    ),
+    Field(
+        "name",
+        "string",
+        "Or a line of no product: its name (with `unit_price_tiyn`).",
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+    ),
+    Field("unit_price_tiyn", "integer", "The free line's unit price in tiyn.", minimum=1),
+    Field("quantity", "integer", "How many.", required=True, minimum=1, maximum=MAX_QUANTITY),
+)
+_LINE_NAMES = {f.name for f in LINE_FIELDS}
+
+
+def check_lines(value: list[Any], where: str) -> list[dict[str, Any]]:
+    """Each line is a product by id, or a free line by name and unit price, with a quantity.
+
+    Only the shape is checked here; whose product it is, is the catalog's rule (the view)."""
+    if not 1 <= len(value) <= MAX_LINES:
+        raise ApiError(400, "invalid_value", f"{where} takes 1 to {MAX_LINES} lines", where)
+    lines: list[dict[str, Any]] = []
+    for number, item in enumerate(value):
+        at = f"{where}[{number}]"
+        if not isinstance(item, dict):
+            raise ApiError(400, "invalid_type", f"{at} must be an object", at)
+        unknown = sorted(set(item) - _LINE_NAMES)
+        if unknown:
+            name = check_text(str(unknown[0]), "field name")[:60]
+            raise ApiError(400, "unknown_field", f"{at}: unknown field {name!r}", f"{at}.{name}")
+        line: dict[str, Any] = {}
+        for spec in LINE_FIELDS:
+            if spec.name in item:
+                line[spec.name] = spec.parse(item[spec.name], f"{at}.{spec.name}")
+            elif spec.required:
+                where_ = f"{at}.{spec.name}"
+                raise ApiError(400, "missing_field", f"{where_} is required", where_)
+        free = [name for name in ("name", "unit_price_tiyn") if name in line]
+        if "product_id" in line and free:
+            raise ApiError(
+                400,
+                "invalid_value",
+                f"{at} takes product_id, or name and unit_price_tiyn; not both",
+                f"{at}.{free[0]}",
+            )
+        if "product_id" not in line and len(free) < 2:
+            missing = "product_id" if not free else ({"name", "unit_price_tiyn"} - set(free)).pop()
+            raise ApiError(
+                400,
+                "missing_field",
+                f"{at} needs product_id, or name and unit_price_tiyn",
+                f"{at}.{missing}",
+            )
+        lines.append(line)
+    return lines
+
+
+_LINE_ITEM = {
+    "type": "object",
+    "properties": {f.name: f.json_schema() for f in LINE_FIELDS},
+    "required": ["quantity"],
+    "additionalProperties": False,
+    "oneOf": [{"required": ["product_id"]}, {"required": ["name", "unit_price_tiyn"]}],
+}
+
 INVOICE_CREATE = Schema(
     "InvoiceCreate",
     (
         Field(
             "price_tiyn",
             "integer",
-            "The price in tiyn, an integer (1 ₸ = 100 tiyn): 150000 is 1,500.00 ₸.",
-            required=True,
+            "The price in tiyn, an integer (1 ₸ = 100 tiyn): 150000 is 1,500.00 ₸. Required "
+            "without `lines`; with them it may be left out (their total), and if given it must "
+            "equal their total.",
             minimum=1,
         ),
         Field(
@@ -87,6 +162,16 @@ INVOICE_CREATE = Schema(
             max_length=500,
             format="uri",
             check=check_redirect_url,
+        ),
+        Field(
+            "lines",
+            "array",
+            f"What is sold (1 to {MAX_LINES} lines), for the owner's sales per product: each a "
+            "`product_id` of your catalog, or a free `name` with its `unit_price_tiyn`, and a "
+            f"`quantity` of 1 to {MAX_QUANTITY}. A product of another merchant, or one no "
+            "longer sold, is a 400 like an unknown id.",
+            extra={"items": _LINE_ITEM, "minItems": 1, "maxItems": MAX_LINES},
+            check=check_lines,
         ),
     ),
     "A new invoice. Unknown fields are refused.",
@@ -169,6 +254,26 @@ INVOICE = Schema(
         *(Field(name, "string", required=True, nullable=True) for name in _NULLABLE_TEXT),
         Field("metadata", "object", required=True, extra={"additionalProperties": True}),
         Field("redirect_url", "string", required=True, nullable=True),
+        Field(
+            "lines",
+            "array",
+            "The lines sold, as they were sold (empty for an invoice made without lines).",
+            required=True,
+            extra={
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "product_id": {"type": ["integer", "null"]},
+                        "name": {"type": "string"},
+                        "quantity": {"type": "integer"},
+                        "unit_price_tiyn": {"type": "integer"},
+                        "total_tiyn": {"type": "integer"},
+                    },
+                    "required": ["product_id", "name", "quantity", "unit_price_tiyn", "total_tiyn"],
+                    "additionalProperties": True,
+                }
+            },
+        ),
         Field("created_at", "string", required=True, format="date-time"),
         Field("expires_at", "string", required=True, format="date-time"),
         Field("version", "integer", "Bumped by every event.", True),

@@ -64,17 +64,21 @@ def accrued_tiyn(session: Session, merchant_id: int, before: datetime) -> int:
     return int(total or 0)
 
 
-def issue_month(session: Session, month: str, now: datetime | None = None) -> list[FeeInvoice]:
-    """Bill every `direct` merchant for what accrued by the end of `month`; the new bills."""
+def issue_month(
+    session: Session, month: str, now: datetime | None = None, merchant_id: int | None = None
+) -> list[FeeInvoice]:
+    """Bill every `direct` merchant (or only `merchant_id`) for what accrued by the end of
+    `month`; the new bills."""
     now = now or utcnow()
     _first, following = parse_month(month)
     end = business_day.day_start(following)
     if end > now:
         raise FeeInvoiceError(N_("%(month)s has not ended yet (in Asia/Almaty)"), month=month)
     created: list[FeeInvoice] = []
-    merchants = session.scalars(
-        select(Merchant).where(Merchant.settlement_mode == SettlementMode.DIRECT)
-    ).all()
+    query = select(Merchant).where(Merchant.settlement_mode == SettlementMode.DIRECT)
+    if merchant_id is not None:
+        query = query.where(Merchant.id == merchant_id)
+    merchants = session.scalars(query).all()
     for merchant in merchants:
         if session.scalar(
             select(FeeInvoice.id).where(

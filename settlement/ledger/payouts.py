@@ -129,12 +129,18 @@ def rebuild_pending(session: Session, user_id: int | None = None) -> list[Rebuil
     return rebuilt
 
 
-def run_payouts(session: Session, business_date: date, now: datetime | None = None) -> list[Payout]:
+def run_payouts(
+    session: Session,
+    business_date: date,
+    now: datetime | None = None,
+    merchant_id: int | None = None,
+) -> list[Payout]:
     """Rebuild stale pending payouts, then create `business_date`'s; returns the new ones.
 
     Only sales older than their merchant's hold period (`payout_hold_hours`) at `now` are paid
     out; what money goes back (a reversal) is always netted at once. `direct` merchants have no
-    payable, so they never get a payout.
+    payable, so they never get a payout. `merchant_id`: only that merchant's payout (the demo
+    seed pays its own shop's past days, never another merchant's).
     """
     now = now or utcnow()
     rebuild_pending(session)
@@ -155,18 +161,18 @@ def run_payouts(session: Session, business_date: date, now: datetime | None = No
         session.scalars(select(Payout.merchant_id).where(Payout.business_date == business_date))
     )
     created: list[Payout] = []
-    for merchant_id, lines in sorted(by_merchant.items()):
+    for owner, lines in sorted(by_merchant.items()):
         total = sum(ln.signed_tiyn for ln in lines)
-        if merchant_id in already or total <= 0:
+        if (merchant_id is not None and owner != merchant_id) or owner in already or total <= 0:
             continue  # a negative sum is shown by `negative_payables`, never paid
-        if total > payable_balance(session, merchant_id):
+        if total > payable_balance(session, owner):
             continue  # never pay a payable below zero (cannot happen: each line is paid once)
         payout = Payout(
-            merchant_id=merchant_id,
+            merchant_id=owner,
             business_date=business_date,
             amount_tiyn=total,
             status=PayoutStatus.PENDING,
-            created_at=utcnow(),
+            created_at=now,  # the moment the batch is built for (a past one when seeding)
         )
         payout.lines = [
             PayoutLine(entry_id=ln.entry_id, amount_tiyn=ln.signed_tiyn) for ln in lines

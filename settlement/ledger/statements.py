@@ -7,8 +7,8 @@ the zone's clock with their offset (2026-03-02T00:00:00+05:00); `as_dict` (JSON)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,18 @@ from pos import business_day, chart
 from pos.errors import NotFoundError
 from pos.i18n import N_
 from pos.models import Merchant, SettlementMode
-from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side
+from settlement.ledger.models import (
+    FeeInvoice,
+    LedgerEntry,
+    LedgerTransaction,
+    Payout,
+    Side,
+    TransactionKind,
+)
 from settlement.ledger.posting import payable_account
 from settlement.ledger.reports import DateRange, Table, signed_sum
+
+_DETAILED = frozenset({TransactionKind.PAYOUT.value, TransactionKind.FEE_PAYMENT.value})
 
 
 def _local_iso(moment: datetime) -> str:
@@ -38,6 +47,45 @@ class StatementLine:
     debit_tiyn: int
     credit_tiyn: int
     balance_tiyn: int
+    # What a page needs to say `description` in the reader's language (the stored text is
+    # English): the booking's fact, and a payout's or fee invoice's number, day and reference.
+    fact: str | None = None
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "transaction_id": self.transaction_id,
+            "kind": self.kind,
+            "invoice_id": self.invoice_id,
+            "description": self.description,
+            "debit_tiyn": self.debit_tiyn,
+            "credit_tiyn": self.credit_tiyn,
+            "balance_tiyn": self.balance_tiyn,
+        }
+
+
+def _details(session: Session, transaction_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """Per payout or fee payment transaction: its number, what it is for, the bank reference."""
+    found: dict[int, dict[str, str]] = {}
+    if not transaction_ids:
+        return found
+    ids = list(transaction_ids)
+    for payout in session.scalars(select(Payout).where(Payout.transaction_id.in_(ids))):
+        if payout.transaction_id is not None:
+            found[payout.transaction_id] = {
+                "number": str(payout.id),
+                "day": payout.business_date.isoformat(),
+                "reference": payout.bank_reference or "",
+            }
+    for bill in session.scalars(select(FeeInvoice).where(FeeInvoice.transaction_id.in_(ids))):
+        if bill.transaction_id is not None:
+            found[bill.transaction_id] = {
+                "number": str(bill.id),
+                "month": bill.month,
+                "reference": bill.bank_reference or "",
+            }
+    return found
 
 
 @dataclass
@@ -125,7 +173,7 @@ class Statement:
             "closing_tiyn": self.closing_tiyn,
             "debits_tiyn": sum(ln.debit_tiyn for ln in self.lines),
             "credits_tiyn": sum(ln.credit_tiyn for ln in self.lines),
-            "lines": [{**vars(ln), "at": ln.at.isoformat()} for ln in self.lines],
+            "lines": [ln.as_dict() for ln in self.lines],
         }
 
 
@@ -170,8 +218,14 @@ def merchant_statement(session: Session, merchant_id: int, period: DateRange) ->
                 debit,
                 credit,
                 balance,
+                txn.fact,
             )
         )
+    details = _details(session, sorted({ln.transaction_id for ln in lines if ln.kind in _DETAILED}))
+    lines = [
+        replace(ln, detail=details[ln.transaction_id]) if ln.transaction_id in details else ln
+        for ln in lines
+    ]
     mode = merchant.settlement_mode.value
     return Statement(merchant.id, merchant.name, period, opening, lines, mode, account)
 

@@ -294,7 +294,8 @@ def test_openapi_document_is_generated_from_the_routes(client: FlaskClient) -> N
         "$ref": "#/components/schemas/InvoiceCreate"
     }
     body = doc["components"]["schemas"]["InvoiceCreate"]
-    assert body["required"] == ["price_tiyn", "method"] and body["additionalProperties"] is False
+    assert body["required"] == ["method"] and body["additionalProperties"] is False
+    assert body["properties"]["lines"]["items"]["required"] == ["quantity"]
     assert "invoices:write" in create["description"]
     assert doc["paths"]["/openapi.json"]["get"]["security"] == []
 

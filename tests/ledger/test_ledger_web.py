@@ -12,7 +12,8 @@ from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pos.models import AuditLog, Role
+from pos import business_day
+from pos.models import AuditLog, Merchant, PaymentStatus, Role
 from pos.runtime import Runtime
 from settlement.ledger import payouts
 from settlement.ledger.models import Payout, PayoutStatus
@@ -161,3 +162,43 @@ def test_reconciliation_page_and_csv(web: FlaskClient, world: dict[str, int]) ->
     assert chain.splitlines()[0] == "invoice_id,chain,txid,output_index,amount_atomic,result"
     # The test payments carry made-up signatures: the Solana verifier calls them contradicted.
     assert chain.count("contradicted") == 2
+
+
+def test_the_statement_says_its_lines_in_the_readers_language(
+    web: FlaskClient,
+    session: Session,
+    runtime: Runtime,
+    world: dict[str, int],
+    make_invoice: MakeInvoice,
+) -> None:
+    """A sale, its payout, and a later sale double spent (so reversed): in Russian on the page,
+    the stored English kept in the CSV."""
+    [payout] = [
+        p
+        for p in payouts.run_payouts(session, business_day.today())
+        if p.merchant_id == world["shop"]
+    ]
+    payouts.mark_paid(session, payout.id, "KZ-BANK-7")
+    session.commit()
+    shop = session.get(Merchant, world["shop"])
+    spent = make_invoice(200_000, merchant=shop)
+    pay(session, spent, spent.amount_due_atomic)
+    book_all(session, runtime.settings)
+    pay(session, spent, spent.amount_due_atomic, PaymentStatus.REPLACED)  # double spent
+    book_all(session, runtime.settings)
+
+    login(web, "owner@a.test", factories.PASSWORD)
+    web.get("/lang/ru?next=/")
+    path = f"/reports/merchants/{world['shop']}/statement"
+    page = web.get(path).get_data(as_text=True)
+    rows = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert f"счёт {spent.id}: продажа" in rows and f"счёт {spent.id}: сторно продажи" in rows
+    assert f"выплата {payout.id} за {payout.business_date.isoformat()}" in rows
+    assert "банковский референс KZ-BANK-7" in rows
+    for english in ("allocation", "reversed", "receipt", "payout ", "bank ref"):
+        assert english not in rows, english
+    # The CSV keeps the stored English, for the merchant's own bookkeeping to match on.
+    exported = web.get(path + ".csv").get_data(as_text=True)
+    described = [r["description"] for r in csv.DictReader(io.StringIO(exported))]
+    assert f"invoice {spent.id}: allocation reversed" in described
+    assert f"payout {payout.id} for {payout.business_date}, bank ref KZ-BANK-7" in described
