@@ -116,6 +116,9 @@ def _wants_json() -> bool:
 
 
 def init_app(app: Flask) -> None:
+    # A domain error held by a page (the rates board's refusals), in the reader's language.
+    app.add_template_filter(translated, "translated")
+
     @app.before_request
     def _start_redis_budget() -> None:
         start_request_budget()

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 import pytest
-from flask import Flask
+from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from route_catalog import route_ids
 from sqlalchemy import update
@@ -25,6 +25,7 @@ from merchant_portal.errors import translated
 from pos import invoices, states
 from pos.errors import IllegalTransitionError, MerchantNotActiveError, ValidationError
 from pos.methods import bitcoin
+from pos.rates import assess_btc
 from pos.models import Invoice, Merchant, MerchantStatus, User
 from pos.runtime import Runtime
 from pos.settings import BitcoinNetwork
@@ -635,3 +636,14 @@ def test_an_illegal_transition_names_the_statuses_by_their_labels(app: Flask) ->
         assert (
             translated(refused.value) == "шот «төленді» күйінен «төлемді күтуде» күйіне өте алмайды"
         )
+
+
+def test_the_rates_boards_refusal_is_shown_in_the_readers_language(app: Flask) -> None:
+    refusal = assess_btc([], 200).refusal
+    assert refusal is not None
+    page = "{{ refusal | translated }}"
+    with app.test_request_context("/", headers={"Accept-Language": "ru"}):
+        shown = render_template_string(page, refusal=refusal)
+    assert shown.startswith("свежего курса BTC/KZT нет")
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
+        assert render_template_string(page, refusal=refusal) == str(refusal)
