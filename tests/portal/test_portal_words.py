@@ -25,8 +25,8 @@ from merchant_portal.errors import translated
 from pos import invoices, states
 from pos.errors import IllegalTransitionError, MerchantNotActiveError, ValidationError
 from pos.methods import bitcoin
-from pos.rates import assess_btc
 from pos.models import Invoice, Merchant, MerchantStatus, User
+from pos.rates import assess_btc
 from pos.runtime import Runtime
 from pos.settings import BitcoinNetwork
 from pos.states import InvoiceStatus, PaymentMethod
