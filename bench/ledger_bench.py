@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 import pos.model_registry  # noqa: F401 - every table
 import settlement.ledger.models  # noqa: F401 - the ledger tables
 from bench.common import fresh_database_url, machine, say
-from pos import chart, money
+from pos import business_day, chart, money
 from pos.chart import LedgerAccount
 from pos.db import make_engine, make_session_factory, utcnow
 from pos.migrate import upgrade
@@ -53,7 +53,7 @@ from pos.models import (
 from pos.settings import Settings
 from pos.states import EventType, InvoiceStatus, PaymentMethod
 from settlement.ledger import reports, statements
-from settlement.ledger.booking import book_invoice, drain_queue
+from settlement.ledger.booking import book_batch, book_one, drain_queue
 from settlement.ledger.models import LedgerEntry, LedgerTransaction, Side, TransactionKind
 from settlement.ledger.posting import Leg, allocation, allocation_legs, receipt_legs
 
@@ -233,10 +233,12 @@ def _queued(factory: sessionmaker[Session]) -> int:
 def _book(
     factory: sessionmaker[Session], settings: Settings, invoice_ids: list[str]
 ) -> dict[str, float]:
-    """The oldest-queued sample through drain_queue (one transaction per invoice), the rest
-    through book_invoice in batched commits (their queue rows removed with them)."""
+    """Most invoices straight through `book_batch` in batched commits (their queue rows removed
+    with them); of the oldest-queued sample, half the previous way, one transaction per
+    invoice (`book_one`), and half through `drain_queue`, the `ledger-book` duty (a batch per
+    transaction) — side by side in the same run."""
     sample = min(CONSUMER_SAMPLE, len(invoice_ids) // 2)
-    rest = invoice_ids[sample:]
+    one_by_one, rest = invoice_ids[: sample // 2], invoice_ids[sample:]
     posted = 0
     began = time.perf_counter()
     for start in range(0, len(rest), BOOK_BATCH):
@@ -245,32 +247,33 @@ def _book(
             batch = session.scalars(
                 select(Invoice)
                 .where(Invoice.id.in_(ids))
-                .options(
-                    selectinload(Invoice.payments),
-                    selectinload(Invoice.events),
-                    joinedload(Invoice.merchant),
-                )
+                .options(selectinload(Invoice.payments), joinedload(Invoice.merchant))
             ).all()
-            for invoice in batch:
-                posted += book_invoice(session, settings, invoice)
+            posted += book_batch(session, settings, batch)
             session.execute(delete(LedgerQueue).where(LedgerQueue.invoice_id.in_(ids)))
             session.commit()
         if (start // BOOK_BATCH) % 20 == 19 or start + BOOK_BATCH >= len(rest):
             done = min(start + BOOK_BATCH, len(rest))
             rate = posted / (time.perf_counter() - began)
-            _say(
-                f"  booked {done:,}/{len(rest):,} invoices by book_invoice ({rate:,.0f} postings/s)"
-            )
+            _say(f"  booked {done:,}/{len(rest):,} invoices by book_batch ({rate:,.0f} postings/s)")
     book_rate = posted / max(time.perf_counter() - began, 1e-9)
 
+    began = time.perf_counter()
+    singly = sum(book_one(factory, settings, invoice_id) for invoice_id in one_by_one)
+    one_rate = singly / max(time.perf_counter() - began, 1e-9)
+    _say(f"  book_one: {len(one_by_one):,} invoices, {singly:,} postings ({one_rate:,.0f}/s)")
     drained = 0
     began = time.perf_counter()
     while _queued(factory):  # the duty's loop: a pass books up to DRAIN_BATCH invoices
         drained += drain_queue(factory, settings)
     drain_rate = drained / max(time.perf_counter() - began, 1e-9)
-    _say(f"  drain_queue: {sample:,} invoices, {drained:,} postings ({drain_rate:,.0f}/s)")
+    _say(
+        f"  drain_queue: {sample - len(one_by_one):,} invoices, {drained:,} postings"
+        f" ({drain_rate:,.0f}/s)"
+    )
     return {
         "consumer_postings_per_second": round(drain_rate, 1),
+        "consumer_one_transaction_per_invoice_postings_per_second": round(one_rate, 1),
         "postings_per_second": round(book_rate, 1),
     }
 
@@ -396,7 +399,7 @@ def run(
     invoice_ids, modes = _seed_invoices(factory, settlements, rng)
     rates = _book(factory, settings, invoice_ids)
     total = _top_up(factory, entries, modes, rng)
-    today = utcnow().date()
+    today = business_day.today()
     period = reports.DateRange(today - timedelta(days=DAYS), today)
     with factory() as session:
         board = reports.zone_dashboard(session, period)

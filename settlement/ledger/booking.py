@@ -34,10 +34,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from pos.db import utcnow
 from pos.models import Invoice, LedgerQueue, PaymentStatus, SettlementMode
@@ -62,7 +63,7 @@ from settlement.ledger.posting import (
     receipt_legs,
     return_legs,
     reversal_legs,
-    write_posting,
+    write_postings,
 )
 from settlement.worker import Duty
 
@@ -207,16 +208,15 @@ def _legs_of(txn: LedgerTransaction) -> list[Leg]:
     return [Leg(e.account, e.side, e.amount_tiyn, e.amount_atomic) for e in txn.entries]
 
 
-def book_invoice(
-    session: Session, settings: Settings, invoice: Invoice, now: datetime | None = None
-) -> int:
-    """Write the reversals and postings that bring `invoice` in line; returns how many."""
-    now = now or utcnow()
-    posted = session.scalars(
-        select(LedgerTransaction)
-        .where(LedgerTransaction.invoice_id == invoice.id)
-        .order_by(LedgerTransaction.id)
-    ).all()
+def plan_invoice(
+    invoice: Invoice,
+    settings: Settings,
+    posted: Sequence[LedgerTransaction],
+    returns: Sequence[tuple[int, int]],
+    now: datetime,
+) -> list[Posting]:
+    """The reversals and postings that bring `invoice` in line with the rule, given what is
+    posted for it (its transactions, oldest first, entries loaded) and its sale returns."""
     reversed_ids = {t.reverses_id for t in posted if t.reverses_id is not None}
     generations: Counter[str] = Counter()
     standing: dict[str, LedgerTransaction] = {}
@@ -233,7 +233,7 @@ def book_invoice(
         else:
             standing[row.fact] = row
     to_post: list[Wanted] = []
-    for want in wanted_postings(invoice, settings, sale_returns(session, invoice.id)):
+    for want in wanted_postings(invoice, settings, returns):
         txn: LedgerTransaction | None = standing.pop(want.fact, None)
         if txn is not None and _shape(_legs_of(txn)) == _shape(want.legs):
             continue
@@ -241,9 +241,8 @@ def book_invoice(
             stale.append(txn)
         to_post.append(want)
     stale.extend(standing.values())
-    written = 0
-    for txn in sorted(stale, key=lambda t: t.id):
-        posting = Posting(
+    postings = [
+        Posting(
             key=f"reversal:{txn.id}",
             kind=TransactionKind.REVERSAL,
             legs=reversal_legs(_legs_of(txn)),
@@ -256,22 +255,86 @@ def book_invoice(
             fact=txn.fact,
             payment_id=txn.payment_id,
         )
-        written += write_posting(session, posting, known_new=True)[1]
+        for txn in sorted(stale, key=lambda t: t.id)
+    ]
     for want in to_post:
         generation = generations[want.fact] + 1
-        posting = Posting(
-            key=f"invoice:{invoice.id}:{want.fact}:{generation}",
-            kind=want.kind,
-            legs=want.legs,
-            effective_at=now,
-            invoice_id=invoice.id,
-            merchant_id=invoice.merchant_id,
-            method=invoice.method.value,
-            description=f"invoice {invoice.id}: {want.fact.split(':')[0].replace('_', ' ')}",
-            fact=want.fact,
-            payment_id=want.payment_id,
+        postings.append(
+            Posting(
+                key=f"invoice:{invoice.id}:{want.fact}:{generation}",
+                kind=want.kind,
+                legs=want.legs,
+                effective_at=now,
+                invoice_id=invoice.id,
+                merchant_id=invoice.merchant_id,
+                method=invoice.method.value,
+                description=f"invoice {invoice.id}: {want.fact.split(':')[0].replace('_', ' ')}",
+                fact=want.fact,
+                payment_id=want.payment_id,
+            )
         )
-        written += write_posting(session, posting, known_new=True)[1]
+    return postings
+
+
+def _posted(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[LedgerTransaction]]:
+    """Each invoice's transactions, oldest first, with their entries: two queries in all."""
+    found: dict[str, list[LedgerTransaction]] = {invoice_id: [] for invoice_id in invoice_ids}
+    for txn in session.scalars(
+        select(LedgerTransaction)
+        .where(LedgerTransaction.invoice_id.in_(invoice_ids))
+        .options(selectinload(LedgerTransaction.entries))
+        .order_by(LedgerTransaction.id)
+    ):
+        found[str(txn.invoice_id)].append(txn)
+    return found
+
+
+def _returns(session: Session, invoice_ids: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """`sale_returns` of many invoices in one query."""
+    found: dict[str, list[tuple[int, int]]] = {invoice_id: [] for invoice_id in invoice_ids}
+    for invoice_id, refund_id, tiyn in session.execute(
+        select(Refund.invoice_id, Refund.id, Refund.amount_tiyn)
+        .where(
+            Refund.invoice_id.in_(invoice_ids),
+            Refund.kind == RefundKind.SALE_RETURN,
+            Refund.status != RefundStatus.CANCELLED,
+        )
+        .order_by(Refund.id)
+    ):
+        found[str(invoice_id)].append((int(refund_id), int(tiyn)))
+    return found
+
+
+def book_invoice(
+    session: Session, settings: Settings, invoice: Invoice, now: datetime | None = None
+) -> int:
+    """Write the reversals and postings that bring `invoice` in line; returns how many."""
+    postings = plan_invoice(
+        invoice,
+        settings,
+        _posted(session, [invoice.id])[invoice.id],
+        sale_returns(session, invoice.id),
+        now or utcnow(),
+    )
+    written = write_postings(session, postings)
+    session.flush()
+    return written
+
+
+def book_batch(
+    session: Session, settings: Settings, invoices: Sequence[Invoice], now: datetime | None = None
+) -> int:
+    """`book_invoice` for many invoices in the caller's transaction: what is posted, the
+    returns and the payments are read in a few queries, and every posting is written in one
+    flush plus one multi-row INSERT of the entries."""
+    now = now or utcnow()
+    ids = [invoice.id for invoice in invoices]
+    posted, returns = _posted(session, ids), _returns(session, ids)
+    postings: list[Posting] = []
+    for invoice in invoices:
+        plan = plan_invoice(invoice, settings, posted[invoice.id], returns[invoice.id], now)
+        postings.extend(plan)
+    written = write_postings(session, postings)
     session.flush()
     return written
 
@@ -315,12 +378,56 @@ def book_one(factory: sessionmaker[Session], settings: Settings, invoice_id: str
 def drain_queue(
     factory: sessionmaker[Session], settings: Settings, batch: int = DRAIN_BATCH
 ) -> int:
-    """Book every queued invoice (oldest first, up to `batch`); returns postings written."""
+    """Book the queued invoices (oldest first, up to `batch`) in one transaction; returns the
+    postings written.
+
+    Each row's `queued_at` is read first, then the invoices are locked (PostgreSQL: FOR UPDATE
+    SKIP LOCKED, so the booker never waits on a watcher holding one; a skipped invoice keeps
+    its row and is booked next pass), booked with `book_batch`, and the rows deleted only where
+    `queued_at` is still the one read. One commit for the batch; a crash before it leaves every
+    row queued and nothing posted, and the keys make booking again exact. If a concurrent
+    booker wrote one of the keys first, the batch rolls back and is booked one by one.
+    """
     with factory() as session:
-        ids = session.scalars(
-            select(LedgerQueue.invoice_id).order_by(LedgerQueue.queued_at).limit(batch)
+        queued = session.execute(
+            select(LedgerQueue.invoice_id, LedgerQueue.queued_at)
+            .order_by(LedgerQueue.queued_at)
+            .limit(batch)
         ).all()
-    return sum(book_one(factory, settings, invoice_id) for invoice_id in ids)
+    if not queued:
+        return 0
+    tokens = {str(invoice_id): queued_at for invoice_id, queued_at in queued}
+    try:
+        return _book_queued(factory, settings, tokens)
+    except IntegrityError:
+        log.info("a concurrent booker wrote part of a batch first; booking it one by one")
+        return sum(book_one(factory, settings, invoice_id) for invoice_id in tokens)
+
+
+def _book_queued(
+    factory: sessionmaker[Session], settings: Settings, tokens: dict[str, datetime]
+) -> int:
+    with factory() as session:
+        invoices = session.scalars(
+            select(Invoice)
+            .where(Invoice.id.in_(tokens))
+            .order_by(Invoice.id)
+            .with_for_update(skip_locked=True)
+            .options(selectinload(Invoice.payments), selectinload(Invoice.merchant))
+        ).all()
+        written = book_batch(session, settings, invoices)
+        done = [{"booked": i.id, "token": tokens[i.id]} for i in invoices]
+        if done:
+            queue = cast(Table, LedgerQueue.__table__)  # the Core table: executemany
+            session.execute(
+                delete(queue).where(
+                    queue.c.invoice_id == bindparam("booked"),
+                    queue.c.queued_at == bindparam("token"),
+                ),
+                done,
+            )
+        session.commit()
+        return written
 
 
 def drain(rt: Runtime) -> int:

@@ -298,6 +298,56 @@ def write_posting(
     return txn, True
 
 
+def write_postings(session: Session, postings: Sequence[Posting]) -> int:
+    """Insert postings whose keys the caller knows are new (the booking's plan); how many.
+
+    All of them in one flush (one multi-row INSERT of the transactions where the database can
+    return their ids) and one multi-row INSERT of every entry. A concurrent writer of one of
+    the keys makes the flush fail on the unique constraint (IntegrityError): nothing of the
+    batch is written, and the caller rolls back and books again.
+    """
+    if not postings:
+        return 0
+    for posting in postings:
+        check_balanced(posting.legs)
+    check_accounts(session, (leg.account for posting in postings for leg in posting.legs))
+    txns = [
+        LedgerTransaction(
+            idempotency_key=posting.key,
+            kind=posting.kind,
+            invoice_id=posting.invoice_id,
+            merchant_id=posting.merchant_id,
+            method=posting.method,
+            reverses_id=posting.reverses_id,
+            fact=posting.fact,
+            payment_id=posting.payment_id,
+            description=posting.description[:200],
+            effective_at=posting.effective_at,
+        )
+        for posting in postings
+    ]
+    session.add_all(txns)
+    session.flush()
+    session.execute(
+        insert(LedgerEntry),
+        [
+            {
+                "transaction_id": txn.id,
+                "account": leg.account,
+                "side": leg.side,
+                "amount_tiyn": leg.amount_tiyn,
+                "amount_atomic": leg.amount_atomic,
+                "effective_at": posting.effective_at,
+            }
+            for txn, posting in zip(txns, postings, strict=True)
+            for leg in posting.legs
+        ],
+    )
+    for txn in txns:
+        session.expire(txn, ["entries"])  # loaded from the database if anyone asks
+    return len(txns)
+
+
 def merchant_fee_bp(invoice: Invoice, settings: Settings) -> int:
     fee_bp = invoice.merchant.fee_bp
     return settings.default_fee_bp if fee_bp is None else fee_bp

@@ -19,9 +19,8 @@ from flask import Flask
 from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
-from pos import accounts
+from pos import accounts, business_day
 from pos.cli import main
-from pos.db import utcnow
 from pos.models import Merchant, Role
 from pos.runtime import Runtime
 from settlement.ledger import payouts
@@ -71,7 +70,7 @@ def payouts_of_two(
         invoice = make_invoice(price, merchant=merchant)
         pay(session, invoice, invoice.amount_due_atomic)
     book_all(session, runtime.settings)
-    created = {p.merchant_id: p for p in payouts.run_payouts(session, utcnow().date())}
+    created = {p.merchant_id: p for p in payouts.run_payouts(session, business_day.today())}
     session.commit()
     return created[shop.id], created[bare.id]
 
@@ -131,7 +130,7 @@ def test_the_cli_export_reports_the_payout_left_out_for_want_of_an_account(
     cli: Callable[..., Ran], shop: Merchant, payouts_of_two: tuple[Payout, Payout]
 ) -> None:
     with_bank, without = payouts_of_two
-    ran = cli("payouts", "export", "--date", utcnow().date().isoformat())
+    ran = cli("payouts", "export", "--date", business_day.today().isoformat())
     assert ran.returncode == 0
     lines = _exported(ran.stdout)
     assert [ln["payout_id"] for ln in lines] == [str(with_bank.id)]

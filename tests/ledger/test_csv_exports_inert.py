@@ -14,9 +14,8 @@ from flask.testing import FlaskClient
 from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
-from pos import accounts
+from pos import accounts, business_day
 from pos.cli import main
-from pos.db import utcnow
 from pos.models import Role
 from pos.runtime import Runtime
 from settlement.ledger import payouts
@@ -40,7 +39,7 @@ def hostile_world(runtime: Runtime, session: Session, make_invoice: MakeInvoice)
     invoice = make_invoice(150_000, merchant=evil)
     pay(session, invoice, invoice.amount_due_atomic)
     book_all(session, runtime.settings)
-    payouts.run_payouts(session, utcnow().date())
+    payouts.run_payouts(session, business_day.today())
     session.commit()
     return {"evil": evil.id}
 
@@ -107,7 +106,7 @@ def test_the_cli_bank_export_and_reports_are_inert(
     monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
     monkeypatch.setenv("KZTE_MINT", settings.kzte_mint or "")
     capsys.readouterr()
-    assert main(["payouts", "export", "--date", utcnow().date().isoformat()]) == 0
+    assert main(["payouts", "export", "--date", business_day.today().isoformat()]) == 0
     bank = capsys.readouterr().out
     assert "Evil;'=cmd" in bank and runnable_cells(bank) == []
     assert main(["report", "zone", "--csv", "merchants"]) == 0

@@ -11,7 +11,7 @@ from bank_support import give_bank_details
 from ledger_support import MakeInvoice, book_all, pay
 from sqlalchemy.orm import Session
 
-from pos.db import utcnow
+from pos import business_day
 from pos.errors import ValidationError
 from pos.models import Merchant, Payment, PaymentStatus
 from pos.runtime import Runtime
@@ -30,7 +30,7 @@ def _post_all(session: Session, runtime: Runtime) -> None:
 
 @pytest.fixture
 def today() -> reports.DateRange:
-    day = utcnow().date()
+    day = business_day.today()
     return reports.DateRange(day, day)
 
 
@@ -92,15 +92,15 @@ def test_a_reversal_after_payout_carries_a_negative_balance(
     invoice = make_invoice(100_000, PaymentMethod.BTC)
     pay(session, invoice, invoice.amount_due_atomic)
     _post_all(session, runtime)
-    [payout] = payouts.run_payouts(session, utcnow().date())
+    [payout] = payouts.run_payouts(session, business_day.today())
     payouts.mark_paid(session, payout.id, "REF-9")
     session.commit()
     pay(session, invoice, invoice.amount_due_atomic, PaymentStatus.CONFIRMED)  # reopened
     _post_all(session, runtime)
     # The merchant now owes the zone; no payout is created for a negative sum.
-    assert payouts.run_payouts(session, utcnow().date() + timedelta(days=1)) == []
+    assert payouts.run_payouts(session, business_day.today() + timedelta(days=1)) == []
     statement = statements.merchant_statement(
-        session, shop.id, reports.DateRange(utcnow().date(), utcnow().date())
+        session, shop.id, reports.DateRange(business_day.today(), business_day.today())
     )
     assert statement.closing_tiyn == -payout.amount_tiyn
 
@@ -226,7 +226,7 @@ def test_cli_reports_give_the_same_numbers_as_the_services(
 
 
 def test_report_ranges_are_validated() -> None:
-    day = utcnow().date()
+    day = business_day.today()
     with pytest.raises(ValidationError, match="start date is after"):
         reports.parse_range("2026-02-02", "2026-02-01", day)
     with pytest.raises(ValidationError, match="not a date"):

@@ -20,8 +20,8 @@ from ledger_support import MakeInvoice, book_all, pay, unbalanced_transactions
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from pos import business_day
 from pos.cli import main
-from pos.db import utcnow
 from pos.models import AuditLog, Merchant, PaymentStatus
 from pos.runtime import Runtime
 from settlement.ledger import statements
@@ -84,7 +84,7 @@ def test_a_payout_built_before_a_double_spend_is_refused_then_rebuilt_without_it
     make_invoice: MakeInvoice,
     cli: Callable[..., Ran],
 ) -> None:
-    today = utcnow().date()
+    today = business_day.today()
     a, b = make_invoice(100_000), make_invoice(200_000)
     for invoice in (a, b):
         pay(session, invoice, invoice.amount_due_atomic)
@@ -141,7 +141,7 @@ def test_a_payout_built_before_a_double_spend_is_refused_then_rebuilt_without_it
 def test_a_pending_payout_holding_only_the_double_spent_sale_is_withdrawn(
     runtime: Runtime, session: Session, make_invoice: MakeInvoice, cli: Callable[..., Ran]
 ) -> None:
-    today = utcnow().date().isoformat()
+    today = business_day.today().isoformat()
     a = make_invoice(100_000)
     pay(session, a, a.amount_due_atomic)
     _post_all(session, runtime)
@@ -163,7 +163,7 @@ def test_a_sale_double_spent_after_its_payout_shows_as_a_negative_payable(
     make_invoice: MakeInvoice,
     cli: Callable[..., Ran],
 ) -> None:
-    today: date = utcnow().date()
+    today: date = business_day.today()
     a = make_invoice(100_000)
     pay(session, a, a.amount_due_atomic)
     _post_all(session, runtime)
