@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from pos import chart, money
@@ -279,9 +280,10 @@ def write_posting(
     )
     session.add(txn)
     session.flush()
-    # One multi-row INSERT for the legs (the ORM would send one statement per entry).
-    session.execute(
-        insert(LedgerEntry),
+    # One multi-row INSERT for the legs, in Core (the ORM's bulk insert splits the rows where
+    # amount_atomic is NULL from the others: one statement per entry here).
+    session.connection().execute(
+        insert(cast(Table, LedgerEntry.__table__)),
         [
             {
                 "transaction_id": txn.id,
@@ -298,6 +300,9 @@ def write_posting(
     return txn, True
 
 
+KEY_CHUNK = 500  # keys per IN (…): well inside every database's parameter limit
+
+
 def write_postings(session: Session, postings: Sequence[Posting]) -> int:
     """Insert postings whose keys the caller knows are new (the booking's plan); how many.
 
@@ -311,41 +316,57 @@ def write_postings(session: Session, postings: Sequence[Posting]) -> int:
     for posting in postings:
         check_balanced(posting.legs)
     check_accounts(session, (leg.account for posting in postings for leg in posting.legs))
-    txns = [
-        LedgerTransaction(
-            idempotency_key=posting.key,
-            kind=posting.kind,
-            invoice_id=posting.invoice_id,
-            merchant_id=posting.merchant_id,
-            method=posting.method,
-            reverses_id=posting.reverses_id,
-            fact=posting.fact,
-            payment_id=posting.payment_id,
-            description=posting.description[:200],
-            effective_at=posting.effective_at,
-        )
-        for posting in postings
-    ]
-    session.add_all(txns)
-    session.flush()
-    session.execute(
-        insert(LedgerEntry),
+    # Core INSERTs on the session's connection, not ORM objects or the ORM's bulk insert (both
+    # send this table one statement per row): one executemany of the transactions, then
+    # their ids looked up by key.
+    table = cast(Table, LedgerTransaction.__table__)
+    session.connection().execute(
+        insert(table),
         [
             {
-                "transaction_id": txn.id,
+                "idempotency_key": posting.key,
+                "kind": posting.kind,
+                "invoice_id": posting.invoice_id,
+                "merchant_id": posting.merchant_id,
+                "method": posting.method,
+                "reverses_id": posting.reverses_id,
+                "fact": posting.fact,
+                "payment_id": posting.payment_id,
+                "description": posting.description[:200],
+                "effective_at": posting.effective_at,
+            }
+            for posting in postings
+        ],
+    )
+    keys = [posting.key for posting in postings]
+    ids: dict[str, int] = {}
+    for start in range(0, len(keys), KEY_CHUNK):
+        chunk = keys[start : start + KEY_CHUNK]
+        ids.update(
+            (key, txn_id)
+            for txn_id, key in session.execute(
+                select(table.c.id, table.c.idempotency_key).where(
+                    table.c.idempotency_key.in_(chunk)
+                )
+            )
+        )
+    # The entries too (the ORM's bulk insert splits rows where amount_atomic is NULL).
+    session.connection().execute(
+        insert(cast(Table, LedgerEntry.__table__)),
+        [
+            {
+                "transaction_id": ids[posting.key],
                 "account": leg.account,
                 "side": leg.side,
                 "amount_tiyn": leg.amount_tiyn,
                 "amount_atomic": leg.amount_atomic,
                 "effective_at": posting.effective_at,
             }
-            for txn, posting in zip(txns, postings, strict=True)
+            for posting in postings
             for leg in posting.legs
         ],
     )
-    for txn in txns:
-        session.expire(txn, ["entries"])  # loaded from the database if anyone asks
-    return len(txns)
+    return len(postings)
 
 
 def merchant_fee_bp(invoice: Invoice, settings: Settings) -> int:
