@@ -224,6 +224,7 @@ FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("refund_claim.claim", "POST"): ("destination",),
     ("refunds.index", "GET"): (),
     ("refunds.create", "POST"): ("invoice_id",),
+    ("refunds.create_return", "POST"): ("invoice_id", "amount"),
     ("refunds.cancel", "POST"): (),
     ("refunds.record_sent", "POST"): ("txid",),
     ("reports.zone", "GET"): _PERIOD,
