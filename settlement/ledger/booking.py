@@ -180,16 +180,7 @@ def split(invoice: Invoice, settings: Settings, returns: Sequence[tuple[int, int
 
 def sale_returns(session: Session, invoice_id: str) -> list[tuple[int, int]]:
     """(refund id, tiyn) of the invoice's sale returns not cancelled, oldest first."""
-    rows = session.execute(
-        select(Refund.id, Refund.amount_tiyn)
-        .where(
-            Refund.invoice_id == invoice_id,
-            Refund.kind == RefundKind.SALE_RETURN,
-            Refund.status != RefundStatus.CANCELLED,
-        )
-        .order_by(Refund.id)
-    ).all()
-    return [(int(refund_id), int(tiyn)) for refund_id, tiyn in rows]
+    return _returns(session, [invoice_id])[invoice_id]
 
 
 def wanted_postings(

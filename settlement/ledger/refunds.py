@@ -98,6 +98,42 @@ def _get(session: Session, refund_id: int, merchant_id: int | None) -> Refund:
     return refund
 
 
+def _invoice(session: Session, invoice_id: str, merchant_id: int | None) -> Invoice:
+    """The invoice; another merchant's does not exist for them."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
+        raise RefundError(N_("there is no invoice %(invoice)s"), invoice=invoice_id)
+    return invoice
+
+
+def _claimable(
+    session: Session,
+    invoice: Invoice,
+    kind: RefundKind,
+    tiyn: int,
+    atomic: int,
+    user_id: int | None,
+    now: datetime | None,
+) -> Refund:
+    """A new refund row with its claim token, awaiting the shopper's address."""
+    refund = Refund(
+        token=secrets.token_urlsafe(24),
+        invoice_id=invoice.id,
+        merchant_id=invoice.merchant_id,
+        method=invoice.method.value,
+        settlement_mode=invoice.settlement_mode.value,
+        kind=kind,
+        amount_tiyn=tiyn,
+        amount_atomic=atomic,
+        status=RefundStatus.CLAIMABLE,
+        created_by_user_id=user_id,
+        created_at=now or utcnow(),
+    )
+    session.add(refund)
+    session.flush()
+    return refund
+
+
 def create(
     session: Session,
     settings: Settings,
@@ -109,9 +145,7 @@ def create(
     now: datetime | None = None,
 ) -> Refund:
     """A claimable refund of what `invoice_id` still owes back (all of it by default)."""
-    invoice = session.get(Invoice, invoice_id)
-    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
-        raise RefundError(N_("there is no invoice %(invoice)s"), invoice=invoice_id)
+    invoice = _invoice(session, invoice_id, merchant_id)
     owed_tiyn, owed_atomic = available(session, settings, invoice)
     if owed_atomic <= 0 or owed_tiyn <= 0:
         raise RefundError(
@@ -128,20 +162,7 @@ def create(
     tiyn = owed_tiyn if atomic == owed_atomic else owed_tiyn * atomic // owed_atomic
     if tiyn <= 0:
         raise RefundError(N_("that part is worth less than a tiyn; refund more of it"))
-    refund = Refund(
-        token=secrets.token_urlsafe(24),
-        invoice_id=invoice.id,
-        merchant_id=invoice.merchant_id,
-        method=invoice.method.value,
-        settlement_mode=invoice.settlement_mode.value,
-        amount_tiyn=tiyn,
-        amount_atomic=atomic,
-        status=RefundStatus.CLAIMABLE,
-        created_by_user_id=user_id,
-        created_at=now or utcnow(),
-    )
-    session.add(refund)
-    session.flush()
+    refund = _claimable(session, invoice, RefundKind.OWED_BACK, tiyn, atomic, user_id, now)
     accounts.audit(
         session,
         "refund.created",
@@ -163,9 +184,7 @@ def create_return(
     now: datetime | None = None,
 ) -> Refund:
     """The merchant returns a settled sale, all of it by default: a claimable `sale_return`."""
-    invoice = session.get(Invoice, invoice_id)
-    if invoice is None or (merchant_id is not None and invoice.merchant_id != merchant_id):
-        raise RefundError(N_("there is no invoice %(invoice)s"), invoice=invoice_id)
+    invoice = _invoice(session, invoice_id, merchant_id)
     if invoice.status is not InvoiceStatus.SETTLED:
         raise RefundError(N_("only a settled sale can be returned"))
     ledger_queue.lock_invoice(session, invoice.id)  # two returns at once cannot both fit
@@ -180,21 +199,7 @@ def create_return(
     atomic = return_atomic(invoice, settings, tiyn)
     if atomic <= 0:
         raise RefundError(N_("that part is worth less than one unit of the coin; return more"))
-    refund = Refund(
-        token=secrets.token_urlsafe(24),
-        invoice_id=invoice.id,
-        merchant_id=invoice.merchant_id,
-        method=invoice.method.value,
-        settlement_mode=invoice.settlement_mode.value,
-        kind=RefundKind.SALE_RETURN,
-        amount_tiyn=tiyn,
-        amount_atomic=atomic,
-        status=RefundStatus.CLAIMABLE,
-        created_by_user_id=user_id,
-        created_at=now or utcnow(),
-    )
-    session.add(refund)
-    session.flush()
+    refund = _claimable(session, invoice, RefundKind.SALE_RETURN, tiyn, atomic, user_id, now)
     ledger_queue.enqueue(session, invoice.id)  # the booking moves it out of the sale at once
     accounts.audit(
         session,
